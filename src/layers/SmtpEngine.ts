@@ -1,0 +1,482 @@
+/**
+ * The adapter between smtp-server's callbacks and an app's Effect phases.
+ *
+ * `make` builds an smtp-server instance whose callbacks run the app's phase
+ * chains as fibers with the app's services. Each callback is answered exactly
+ * once and never synchronously. DATA is always drained. A client that goes
+ * away interrupts its handlers. Per-connection and per-transaction state is
+ * built into scopes that close with the connection and the transaction. The
+ * engine does not listen: `SmtpServer` does that, and the test kit hands it
+ * in-memory sockets.
+ */
+import { NodeStream } from "@effect/platform-node"
+import { ByteSize, Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Scope, Stream } from "effect"
+import * as LogLevel from "effect/LogLevel"
+import type * as net from "node:net"
+import type * as tls from "node:tls"
+import { format } from "node:util"
+import { SMTPServer } from "smtp-server"
+import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
+import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
+import { compose, type Link } from "../phases/Middleware.ts"
+import * as Reject from "../phases/Reject.ts"
+import { endOfChain, type Phase, type SmtpApp } from "../phases/SmtpApp.ts"
+import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
+import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
+import * as SmtpSession from "../services/SmtpSession.ts"
+import * as SmtpTransaction from "../services/SmtpTransaction.ts"
+import type { Settings } from "./SmtpServerConfig.ts"
+
+/** A reply error as smtp-server reads it. */
+type ReplyError = Error & { responseCode: number }
+
+type Done = (error: ReplyError | null) => void
+
+/** An open transaction: its envelope object in smtp-server marks which one it is. */
+interface Transaction<Ts> {
+  readonly envelope: SMTPServerSession["envelope"]
+  readonly scope: Scope.Closeable
+  readonly ref: Ref.Ref<SmtpTransaction.Envelope>
+  readonly context: Context.Context<SmtpTransaction.SmtpTransaction | Ts>
+}
+
+/** What the adapter keeps for one connection. */
+interface Connection<Cs, Ts> {
+  readonly session: SMTPServerSession
+  readonly scope: Scope.Closeable
+  readonly ref: Ref.Ref<SmtpSession.State>
+  readonly base: Context.Context<SmtpSession.SmtpSession>
+  readonly fibers: Set<Fiber.Fiber<unknown, unknown>>
+  state: Context.Context<SmtpSession.SmtpSession | Cs> | undefined
+  transaction: Transaction<Ts> | undefined
+  /** Set when the server shuts down: the next command gets 421 and the connection closes. */
+  draining: boolean
+}
+
+/** The engine: an smtp-server instance wired to an app. */
+export interface SmtpEngine {
+  readonly server: SMTPServer
+  /** Open connections. */
+  readonly connections: () => number
+  /** Connections with a handler running (a message in flight, for instance). */
+  readonly busy: () => number
+  /** Stops accepting commands: idle connections get 421 and close, busy ones after their reply. */
+  readonly drain: Effect.Effect<void>
+  /** Ends every connection: handlers still running are interrupted. */
+  readonly abort: Effect.Effect<void>
+}
+
+const toReplyError = (rejection: Reject.SmtpRejection): ReplyError =>
+  Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
+
+const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
+  typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
+
+const snapshot = (session: SMTPServerSession): SmtpSession.State => ({
+  id: session.id,
+  localAddress: session.localAddress,
+  localPort: session.localPort,
+  remoteAddress: session.remoteAddress,
+  remotePort: session.remotePort,
+  clientHostname: session.clientHostname || `[${session.remoteAddress}]`,
+  secure: session.secure,
+  tls: session.tlsOptions
+    ? Option.some({
+      protocol: session.tlsOptions.version ?? "",
+      cipher: session.tlsOptions.name,
+      servername: optionalText(session.servername)
+    })
+    : Option.none(),
+  heloName: optionalText(session.hostNameAppearsAs),
+  openingCommand: session.openingCommand === "HELO" || session.openingCommand === "EHLO" ||
+      session.openingCommand === "LHLO"
+    ? Option.some(session.openingCommand)
+    : Option.none(),
+  transmissionType: session.transmissionType ?? "SMTP",
+  username: typeof session.user === "string" ? Option.some(session.user) : Option.none(),
+  transactions: Math.max(0, (session.transaction ?? 1) - 1)
+})
+
+const smtpServerLevels: Record<string, LogLevel.Severity> = {
+  trace: "Trace",
+  debug: "Trace",
+  info: "Debug",
+  warn: "Warn",
+  error: "Warn",
+  fatal: "Error"
+}
+
+/** Builds the engine; it lives as long as the calling scope. */
+export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings) {
+  const services = yield* Effect.context<R>()
+  const serverScope = yield* Effect.scope
+  const run = Effect.runForkWith(services)
+  const minimumLevel = Context.get(services, References.MinimumLogLevel)
+  const connections = new WeakMap<SMTPServerSession, Connection<Cs, Ts>>()
+  const open = new Set<Connection<Cs, Ts>>()
+  const engines = new Set<EngineConnection>()
+  let shuttingDown = false
+
+  // smtp-server's own log lines go to Effect's logger, at levels that keep per-command chatter out of Info.
+  const log = (level: string) => (data: Record<string, unknown>, template: string, ...args: ReadonlyArray<unknown>) => {
+    const logLevel = smtpServerLevels[level] ?? "Debug"
+    if (LogLevel.isLessThan(logLevel, minimumLevel)) return
+    run(Effect.logWithLevel(logLevel)(format(template, ...args)).pipe(
+      Effect.annotateLogs({
+        component: "smtp-server",
+        ...(typeof data["cid"] === "string" ? { sessionId: data["cid"] } : {}),
+        ...(typeof data["host"] === "string" ? { remoteAddress: data["host"] } : {}),
+        ...(typeof data["tnx"] === "string" ? { tnx: data["tnx"] } : {})
+      })
+    ))
+  }
+  const logger = {
+    trace: log("trace"),
+    debug: log("debug"),
+    info: log("info"),
+    warn: log("warn"),
+    error: log("error"),
+    fatal: log("fatal")
+  }
+
+  const connectionOf = (session: SMTPServerSession): Connection<Cs, Ts> => {
+    const known = connections.get(session)
+    if (known !== undefined) return known
+    const { service, ref } = SmtpSession.make(snapshot(session))
+    const connection: Connection<Cs, Ts> = {
+      session,
+      scope: Scope.forkUnsafe(serverScope),
+      ref,
+      base: Context.make(SmtpSession.SmtpSession, service),
+      fibers: new Set(),
+      state: undefined,
+      transaction: undefined,
+      draining: shuttingDown
+    }
+    connections.set(session, connection)
+    open.add(connection)
+    return connection
+  }
+
+  const connectionState = (connection: Connection<Cs, Ts>) =>
+    connection.state !== undefined
+      ? Effect.succeed(connection.state)
+      : Effect.map(
+        app.connectionState(connection.base, connection.scope),
+        (state) => connection.state = Context.merge(connection.base, state)
+      )
+
+  const endTransaction = (connection: Connection<Cs, Ts>): Effect.Effect<void> => {
+    const transaction = connection.transaction
+    if (transaction === undefined) return Effect.void
+    connection.transaction = undefined
+    return Scope.close(transaction.scope, Exit.void)
+  }
+
+  // smtp-server replaces the envelope object whenever a transaction ends (RSET, HELO, STARTTLS, after DATA).
+  const transactionOf = (connection: Connection<Cs, Ts>) =>
+    Effect.gen(function*() {
+      const state = yield* connectionState(connection)
+      const current = connection.transaction
+      if (current !== undefined && current.envelope === connection.session.envelope) return current
+      yield* endTransaction(connection)
+      const { service, ref } = SmtpTransaction.make(connection.session.transaction)
+      const scope = yield* Scope.fork(connection.scope)
+      const base = Context.add(state, SmtpTransaction.SmtpTransaction, service)
+      const added = yield* app.transactionState(base, scope)
+      const transaction: Transaction<Ts> = {
+        envelope: connection.session.envelope,
+        scope,
+        ref,
+        context: Context.merge(Context.make(SmtpTransaction.SmtpTransaction, service), added)
+      }
+      connection.transaction = transaction
+      return transaction
+    })
+
+  const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {
+    const rejection = Cause.findErrorOption(cause)
+    if (Option.isSome(rejection)) return toReplyError(rejection.value)
+    return toReplyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
+  }
+
+  /**
+   * Runs one phase for a connection and answers smtp-server exactly once, on a
+   * later turn of the event loop: a synchronous answer stalls pipelined input.
+   */
+  const runPhase = <A>(
+    connection: Connection<Cs, Ts>,
+    phase: Phase,
+    effect: Effect.Effect<A, Reject.SmtpRejection, R>,
+    answer: (exit: Exit.Exit<A, Reject.SmtpRejection>) => void
+  ): void => {
+    const state = connection.session
+    const guarded = Ref.set(connection.ref, snapshot(state)).pipe(
+      Effect.andThen(effect),
+      Effect.timeoutOrElse({
+        duration: settings.phaseTimeouts[phase],
+        orElse: () => Effect.fail(Reject.timedOut)
+      }),
+      Effect.catchDefect((defect) =>
+        Effect.logError("handler failed", Cause.die(defect)).pipe(Effect.andThen(Effect.fail(Reject.internalError)))
+      ),
+      Effect.annotateLogs({ sessionId: state.id, remoteAddress: state.remoteAddress, phase })
+    )
+    const fiber = run(guarded)
+    connection.fibers.add(fiber)
+    let answered = false
+    fiber.addObserver((exit) => {
+      connection.fibers.delete(fiber)
+      if (answered) return
+      answered = true
+      setImmediate(answer, exit)
+    })
+  }
+
+  const replyTo = (done: Done) => (exit: Exit.Exit<unknown, Reject.SmtpRejection>): void =>
+    Exit.isSuccess(exit) ? done(null) : done(replyFor(exit.cause))
+
+  const runChain = <Inputs>(
+    links: ReadonlyArray<Link<void, Inputs, R>>,
+    phase: Phase,
+    inputs: Context.Context<Inputs>
+  ): Effect.Effect<void, Reject.SmtpRejection, R> => compose(links, inputs, endOfChain(phase))
+
+  const sessionPhase = (
+    links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs, R>>,
+    phase: "connect" | "secure"
+  ) =>
+  (session: SMTPServerSession, done: Done): void => {
+    const connection = connectionOf(session)
+    runPhase(
+      connection,
+      phase,
+      Effect.flatMap(connectionState(connection), (inputs) => runChain(links, phase, inputs)),
+      replyTo(done)
+    )
+  }
+
+  const onAuth = (auth: SMTPServerAuthentication, session: SMTPServerSession, done: (error: ReplyError | null, response?: { user: string }) => void): void => {
+    const connection = connectionOf(session)
+    const method = auth.method
+    if ((method !== "PLAIN" && method !== "LOGIN") || !settings.authMethods.includes(method)) {
+      return void setImmediate(done, toReplyError(Reject.permanent(504, "5.5.4", "Unrecognized authentication type")))
+    }
+    const username = auth.username ?? ""
+    const credentials = Credentials.of({ method, username, password: Redacted.make(auth.password ?? "") })
+    runPhase(
+      connection,
+      "auth",
+      Effect.flatMap(connectionState(connection), (state) =>
+        Effect.tap(
+          runChain(app.auth, "auth", Context.add(state, Credentials, credentials)),
+          () => Effect.logInfo("authenticated", { username })
+        ).pipe(
+          Effect.tapError((rejection) =>
+            Effect.logWarning("authentication failed", { username, code: rejection.code, reason: rejection.message })
+          )
+        )),
+      (exit) => Exit.isSuccess(exit) ? done(null, { user: username }) : done(replyFor(exit.cause))
+    )
+  }
+
+  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
+    const connection = connectionOf(session)
+    runPhase(
+      connection,
+      "mailFrom",
+      Effect.gen(function*() {
+        const sender = yield* decodeMailFrom(address)
+        const transaction = yield* transactionOf(connection)
+        const state = yield* connectionState(connection)
+        const inputs = Context.add(Context.merge(state, transaction.context), MailFrom, sender)
+        yield* runChain(app.mailFrom, "mailFrom", inputs)
+        yield* Ref.update(transaction.ref, (envelope) => ({ ...envelope, mailFrom: Option.some(sender) }))
+      }),
+      replyTo(done)
+    )
+  }
+
+  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
+    const connection = connectionOf(session)
+    runPhase(
+      connection,
+      "rcptTo",
+      Effect.gen(function*() {
+        const recipient = yield* decodeRcptTo(address)
+        const transaction = yield* transactionOf(connection)
+        const state = yield* connectionState(connection)
+        const inputs = Context.add(Context.merge(state, transaction.context), RcptTo, recipient)
+        yield* runChain(app.rcptTo, "rcptTo", inputs)
+        yield* Ref.update(transaction.ref, (envelope) => ({ ...envelope, rcptTo: [...envelope.rcptTo, recipient] }))
+      }),
+      replyTo(done)
+    )
+  }
+
+  const tooBig = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
+  const readFailed = Reject.temporary(451, "4.3.0", "Error reading the message")
+
+  const messageStream = (stream: SMTPServerDataStream): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
+    NodeStream.fromReadable<Uint8Array, Reject.SmtpRejection>({
+      evaluate: () => stream,
+      onError: () => readFailed,
+      closeOnDone: false
+    }).pipe(
+      Stream.limitBytes<Reject.SmtpRejection, never>(ByteSize.bytes(settings.maxMessageSize), () => Stream.fail(tooBig))
+    )
+
+  // Whatever the handler did, the rest of the message is read and thrown away so the reply can be sent.
+  const drain = (stream: SMTPServerDataStream): void => {
+    if (stream.readableEnded || stream.destroyed) return
+    stream.removeAllListeners("readable")
+    stream.removeAllListeners("data")
+    stream.resume()
+  }
+
+  const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
+    const connection = connectionOf(session)
+    // A client reset mid-message destroys the stream with an error only when someone listens.
+    stream.on("error", () => undefined)
+    runPhase(
+      connection,
+      "data",
+      Effect.gen(function*() {
+        const transaction = yield* transactionOf(connection)
+        const state = yield* connectionState(connection)
+        const message = Message.of({ stream: messageStream(stream) })
+        const inputs = Context.add(Context.merge(state, transaction.context), Message, message)
+        yield* runChain(app.data, "data", inputs)
+      }).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
+      (exit) => {
+        drain(stream)
+        replyTo(done)(exit)
+      }
+    )
+  }
+
+  const onClose = (session: SMTPServerSession): void => {
+    const connection = connections.get(session)
+    if (connection === undefined) return
+    connections.delete(session)
+    const closing = Effect.gen(function*() {
+      yield* Fiber.interruptAll(connection.fibers)
+      if (app.close.length > 0) {
+        const state = yield* connectionState(connection)
+        yield* runChain(app.close, "close", state).pipe(
+          Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
+          Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
+          Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
+        )
+      }
+    }).pipe(
+      Effect.ensuring(Effect.suspend(() => endTransaction(connection))),
+      Effect.ensuring(Scope.close(connection.scope, Exit.void)),
+      Effect.ensuring(Effect.sync(() => open.delete(connection)))
+    )
+    run(closing)
+  }
+
+  const options: SMTPServerOptions = {
+    name: settings.hostname,
+    ...(Option.isSome(settings.banner) ? { banner: settings.banner.value } : {}),
+    size: settings.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: settings.maxRecipients,
+    maxClients: settings.maxClients,
+    socketTimeout: Duration.toMillis(settings.idleTimeout),
+    closeTimeout: Duration.toMillis(settings.shutdownTimeout) + 1000,
+    hideENHANCEDSTATUSCODES: false,
+    authMethods: [...settings.authMethods],
+    authOptional: !settings.authRequired,
+    allowInsecureAuth: settings.allowInsecureAuth,
+    disableReverseLookup: true,
+    disabledCommands: [
+      ...(Option.isNone(settings.tls) || settings.implicitTls ? ["STARTTLS"] : []),
+      ...(app.auth.length === 0 ? ["AUTH"] : [])
+    ],
+    secure: settings.implicitTls,
+    minVersion: "TLSv1.2",
+    ...Option.match(settings.tls, {
+      onNone: () => ({}),
+      onSome: (certificate) => ({ cert: certificate.cert, key: Redacted.value(certificate.key) })
+    }),
+    logger,
+    ...(app.connect.length > 0 ? { onConnect: sessionPhase(app.connect, "connect") } : {}),
+    ...(app.secure.length > 0
+      ? { onSecure: (_socket: net.Socket | tls.TLSSocket, session: SMTPServerSession, done: Done) => sessionPhase(app.secure, "secure")(session, done) }
+      : {}),
+    ...(app.auth.length > 0 ? { onAuth } : {}),
+    onMailFrom,
+    onRcptTo,
+    onData,
+    onClose
+  }
+
+  /** smtp-server's connection, taught our reply format and the shutdown rule. */
+  class EngineConnection extends SMTPConnection {
+    override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
+      // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
+      const own = typeof data === "string" && ENHANCED.test(data)
+      super.send(code, data, own ? false : context)
+      if (code === 421 && own) this.close()
+    }
+    override _onCommand(command: Buffer, callback?: () => void): void {
+      const connection = connections.get(this.session)
+      if ((connection?.draining ?? shuttingDown) && !this._upgrading) {
+        return this.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
+      }
+      super._onCommand(command, callback)
+    }
+  }
+
+  class EngineServer extends SMTPServer {
+    override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {
+      const connection = new EngineConnection(this, socket, socketOptions)
+      this.connections.add(connection)
+      engines.add(connection)
+      connection.on("error", (error: Error) => this._onError(error))
+      connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
+      socket.once("close", () => engines.delete(connection))
+      connection.init()
+    }
+  }
+
+  const server = new EngineServer(options)
+  // Without a listener, an 'error' event would end the process.
+  server.on("error", (error: Error) => logger.warn({}, "smtp-server: %s", error.message))
+
+  const busy = () => {
+    let count = 0
+    for (const connection of open) if (connection.fibers.size > 0) count++
+    return count
+  }
+
+  const drainAll = Effect.sync(() => {
+    shuttingDown = true
+    for (const connection of open) connection.draining = true
+    for (const connection of engines) {
+      const record = connections.get(connection.session)
+      if (record === undefined || record.fibers.size === 0) {
+        connection.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
+      }
+    }
+  })
+
+  const abort = Effect.gen(function*() {
+    for (const connection of engines) {
+      connection.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
+    }
+    yield* Fiber.interruptAll([...open].flatMap((connection) => [...connection.fibers]))
+  })
+
+  return {
+    server,
+    connections: () => engines.size,
+    busy,
+    drain: drainAll,
+    abort
+  } satisfies SmtpEngine
+})

@@ -1,0 +1,75 @@
+/**
+ * The SMTP server as a scoped Layer.
+ *
+ * `SmtpServer.layer(app)` listens with the settings of `SmtpServerConfig` and
+ * runs `app` for every connection, with the services the app requires taken
+ * from the Layer's context: a requirement nobody provides is a compile error
+ * where the Layer is launched. Closing the scope (SIGTERM or SIGINT under
+ * `NodeRuntime.runMain`) shuts down gracefully: the listener stops, idle
+ * connections get `421 4.3.2`, messages in flight get up to
+ * `shutdownTimeout` to finish, then whatever is left is interrupted.
+ */
+import { Context, Duration, Effect, Layer, Schema } from "effect"
+import type { AddressInfo } from "node:net"
+import type { SmtpApp } from "../phases/SmtpApp.ts"
+import * as SmtpEngine from "./SmtpEngine.ts"
+import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
+
+/** The server could not listen. */
+export class SmtpListenError extends Schema.TaggedError<SmtpListenError>()("SmtpListenError", {
+  message: Schema.String
+}) {}
+
+/** A running server. */
+export class SmtpServer extends Context.Service<SmtpServer, {
+  /** The bound address: with port 0, the port the system picked. */
+  readonly address: AddressInfo
+  /** Open connections. */
+  readonly connections: Effect.Effect<number>
+}>()("effect-smtp/SmtpServer") {
+  /** Serves `app`. */
+  static readonly layer = <Cs, Ts, R>(
+    app: SmtpApp<Cs, Ts, R>
+  ): Layer.Layer<SmtpServer, SmtpListenError | SmtpConfigError, R | SmtpServerConfig> =>
+    Layer.effect(SmtpServer, serve(app))
+}
+
+const serve = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>) {
+  const settings = yield* SmtpServerConfig
+  if (settings.authRequired && app.auth.length === 0) {
+    return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
+  }
+  const engine = yield* SmtpEngine.make(app, settings)
+  const address = yield* Effect.acquireRelease(
+    Effect.callback<AddressInfo, SmtpListenError>((resume) => {
+      const onError = (error: Error) => resume(Effect.fail(new SmtpListenError({ message: error.message })))
+      engine.server.server.once("error", onError)
+      engine.server.listen(settings.port, settings.host, () => {
+        engine.server.server.off("error", onError)
+        const bound = engine.server.server.address()
+        if (bound === null || typeof bound === "string") {
+          return resume(Effect.fail(new SmtpListenError({ message: `not a TCP address: ${String(bound)}` })))
+        }
+        resume(Effect.succeed(bound))
+      })
+    }),
+    () => shutdown(engine, settings.shutdownTimeout)
+  )
+  yield* Effect.logInfo("smtp server listening", { host: address.address, port: address.port })
+  return SmtpServer.of({ address, connections: Effect.sync(engine.connections) })
+})
+
+const shutdown = (engine: SmtpEngine.SmtpEngine, timeout: Duration.Duration) =>
+  Effect.gen(function*() {
+    const closed = Effect.callback<void>((resume) => {
+      engine.server.close(() => resume(Effect.void))
+    })
+    yield* engine.drain
+    const finished = yield* closed.pipe(Effect.timeoutOption(timeout))
+    if (finished._tag === "None") {
+      yield* Effect.logWarning("shutdown timeout: interrupting handlers still running", { busy: engine.busy() })
+      yield* engine.abort
+      yield* closed
+    }
+    yield* Effect.logInfo("smtp server closed")
+  })

@@ -1,0 +1,35 @@
+/**
+ * What the command being handled carries, as services.
+ *
+ * Like effect/http's `HttpServerRequest`, the input of a phase is a service in
+ * the handler's context: `yield* MailFrom` in a mail from handler,
+ * `yield* RcptTo` in a rcpt to handler, `yield* Credentials` in an auth
+ * handler and `yield* Message` in a data handler. A handler that asks for the
+ * input of another phase does not compile.
+ */
+import { Context, type Redacted, type Stream } from "effect"
+import type { SmtpRejection } from "../phases/Reject.ts"
+import type { MailFromAddress, RcptToAddress } from "./SmtpAddress.ts"
+
+/** The sender of the MAIL FROM command being handled. */
+export class MailFrom extends Context.Service<MailFrom, MailFromAddress>()("effect-smtp/MailFrom") {}
+
+/** The recipient of the RCPT TO command being handled. */
+export class RcptTo extends Context.Service<RcptTo, RcptToAddress>()("effect-smtp/RcptTo") {}
+
+/** The credentials of the AUTH command being handled. */
+export class Credentials extends Context.Service<Credentials, {
+  readonly method: "PLAIN" | "LOGIN"
+  readonly username: string
+  readonly password: Redacted.Redacted<string>
+}>()("effect-smtp/Credentials") {}
+
+/** The message of the DATA command being handled. */
+export class Message extends Context.Service<Message, {
+  /**
+   * The body after dot-unstuffing, with back-pressure. It fails with
+   * `552 5.3.4` past the maximum message size, and with `451 4.3.0` if the
+   * client goes away. Whatever the handler does, the rest is drained.
+   */
+  readonly stream: Stream.Stream<Uint8Array, SmtpRejection>
+}>()("effect-smtp/Message") {}

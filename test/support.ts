@@ -1,0 +1,89 @@
+/**
+ * Helpers for tests that talk SMTP over real sockets on 127.0.0.1.
+ */
+import { Context, Effect, Layer } from "effect"
+import * as net from "node:net"
+import nodemailer, { type SendMailOptions } from "nodemailer"
+import type SMTPTransport from "nodemailer/lib/smtp-transport"
+import { SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import type { SmtpApp } from "../src/phases/SmtpApp.ts"
+import type { Options } from "../src/layers/SmtpServerConfig.ts"
+
+/** Serves `app` on 127.0.0.1 with a free port, for the current scope. */
+export const serve = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) =>
+  Layer.build(
+    SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options })))
+  ).pipe(Effect.map((context) => Context.get(context, SmtpServer)))
+
+/** A nodemailer transport to a local port. */
+export const transport = (port: number, options: Partial<SMTPTransport.Options> = {}) =>
+  nodemailer.createTransport({ host: "127.0.0.1", port, secure: false, ignoreTLS: true, ...options })
+
+/** Sends one message; the result is nodemailer's info or the SMTP error it reported. */
+export const send = (port: number, mail: SendMailOptions, options: Partial<SMTPTransport.Options> = {}) =>
+  Effect.promise(() => {
+    const client = transport(port, options)
+    return client.sendMail(mail).then(
+      (info) => ({ ok: true as const, response: info.response }),
+      (error: { responseCode?: number; response?: string; message: string }) => ({
+        ok: false as const,
+        code: error.responseCode,
+        response: error.response ?? error.message
+      })
+    ).finally(() => client.close())
+  })
+
+/** A raw client: send bytes, read complete replies. */
+export interface RawClient {
+  readonly write: (data: string | Buffer) => Effect.Effect<void>
+  /** Waits for the next complete reply (all its lines), or "" if the connection closed. */
+  readonly reply: Effect.Effect<string>
+  /** Waits until the server closes the connection. */
+  readonly closed: Effect.Effect<void>
+  readonly socket: net.Socket
+}
+
+export const connect = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<RawClient>((resume) => {
+      const socket = net.connect(port, "127.0.0.1")
+      let buffer = ""
+      let ended = false
+      const waiters: Array<() => void> = []
+      const wake = () => waiters.splice(0).forEach((w) => w())
+      socket.on("data", (chunk) => {
+        buffer += chunk.toString("latin1")
+        wake()
+      })
+      socket.on("close", () => {
+        ended = true
+        wake()
+      })
+      socket.on("error", () => undefined)
+      const takeReply = (): string | undefined => {
+        const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buffer)
+        if (match === null) return ended ? "" : undefined
+        buffer = buffer.slice(match[0].length)
+        return match[0].trimEnd()
+      }
+      const reply: Effect.Effect<string> = Effect.callback<string>((resumeReply) => {
+        const attempt = () => {
+          const found = takeReply()
+          if (found === undefined) return void waiters.push(attempt)
+          resumeReply(Effect.succeed(found))
+        }
+        attempt()
+      })
+      socket.once("connect", () =>
+        resume(Effect.succeed({
+          socket,
+          write: (data) => Effect.callback<void>((done) => void socket.write(data, () => done(Effect.void))),
+          reply,
+          closed: Effect.callback<void>((done) => {
+            if (ended) return done(Effect.void)
+            socket.once("close", () => done(Effect.void))
+          })
+        })))
+    }),
+    (client) => Effect.sync(() => client.socket.destroy())
+  )

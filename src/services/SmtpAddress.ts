@@ -106,3 +106,7 @@ export const decodeRcptTo = (address: SMTPServerAddress): Effect.Effect<RcptToAd
   }).pipe(Effect.mapError(() => badParameter))
   return Effect.map(Effect.all([decodeMailbox(address.address), params]), ([mailbox, params]) => ({ mailbox, params }))
 }
+
+/** The sender as text: the mailbox, or "" for the null sender. */
+export const reversePath = (sender: MailFromAddress): string =>
+  Option.match(sender.mailbox, { onNone: () => "", onSome: (mailbox) => mailbox.address })

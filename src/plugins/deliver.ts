@@ -1,0 +1,28 @@
+/**
+ * The data phase that stores the message: `app.pipe(deliver)`.
+ *
+ * It reads the message through the app's `MessageStore` and answers 250 only
+ * once the store has it. Put it last: it does not call `next`.
+ */
+import { Effect, Option } from "effect"
+import * as SmtpApp from "../phases/SmtpApp.ts"
+import { MessageStore } from "../services/MessageStore.ts"
+import { Message } from "../services/PhaseInput.ts"
+import { reversePath } from "../services/SmtpAddress.ts"
+import { SmtpSession } from "../services/SmtpSession.ts"
+import { SmtpTransaction } from "../services/SmtpTransaction.ts"
+
+export const deliver = SmtpApp.onData(() =>
+  Effect.gen(function*() {
+    const store = yield* MessageStore
+    const message = yield* Message
+    const session = yield* SmtpSession.current
+    const envelope = yield* SmtpTransaction.envelope
+    const id = yield* store.store({ session, envelope }, message.stream)
+    yield* Effect.logInfo("message accepted", {
+      id,
+      from: Option.match(envelope.mailFrom, { onNone: () => "", onSome: reversePath }),
+      to: envelope.rcptTo.map((rcpt) => rcpt.mailbox.address)
+    })
+  })
+)

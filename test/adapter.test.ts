@@ -1,0 +1,272 @@
+/**
+ * The adapter's guarantees over real sockets: answers never stall pipelined
+ * input, DATA is always drained, state lives exactly as long as its
+ * connection or transaction, disconnects interrupt handlers, and shutdown is
+ * graceful.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
+import { Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
+import type { Options } from "../src/layers/SmtpServerConfig.ts"
+import { connect, send, serve } from "./support.ts"
+
+const transaction = (from: string, to: string, body: string) =>
+  `MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n${body}\r\n.\r\n`
+
+/** Reads `count` replies. */
+const replies = (client: { reply: Effect.Effect<string> }, count: number) =>
+  Effect.forEach(Array.from({ length: count }), () => client.reply)
+
+const environment = (env: Record<string, string>) => ConfigProvider.layer(ConfigProvider.fromEnv({ env }))
+
+const greeted = (port: number) =>
+  Effect.gen(function*() {
+    const client = yield* connect(port)
+    yield* client.reply
+    yield* client.write("EHLO client.test\r\n")
+    yield* client.reply
+    return client
+  })
+
+class Counter extends Context.Service<Counter, Ref.Ref<number>>()("test/Counter") {}
+
+describe("adapter", () => {
+  it.live("pipelined transactions in one write are all answered (no stall on immediate answers)", () =>
+    Effect.gen(function*() {
+      // Handlers that finish at once: answering them synchronously stalls smtp-server 3.21 when the next
+      // transaction is already buffered.
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onMailFrom((next) => next),
+        SmtpApp.onRcptTo((next) => next),
+        SmtpApp.onData(() => Effect.void)
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write(
+        transaction("a@x.test", "b@x.test", "Subject: 1\r\n\r\none") +
+          transaction("c@x.test", "d@x.test", "Subject: 2\r\n\r\ntwo") +
+          "QUIT\r\n"
+      )
+      const all = yield* replies(client, 9).pipe(Effect.timeout("5 seconds"))
+      expect(all.map((line) => line.slice(0, 3))).toEqual(["250", "250", "354", "250", "250", "250", "354", "250", "221"])
+    }))
+
+  it.live("DATA is drained when the handler ignores it or fails early; the connection sends its next message", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onData(() =>
+          Effect.gen(function*() {
+            const message = yield* Message
+            // Read one chunk, then walk away (reject) without reading the rest.
+            yield* Stream.runHead(message.stream)
+          })
+        )
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      const big = "x".repeat(998) + "\r\n"
+      yield* client.write(transaction("a@x.test", "b@x.test", big.repeat(2000)))
+      expect((yield* replies(client, 4)).map((l) => l.slice(0, 3))).toEqual(["250", "250", "354", "250"])
+      yield* client.write(transaction("a@x.test", "b@x.test", "short"))
+      expect((yield* replies(client, 4)).map((l) => l.slice(0, 3))).toEqual(["250", "250", "354", "250"])
+    }))
+
+  it.live("a message over the size limit gets 552 5.3.4 after draining, and the next one is accepted", () =>
+    Effect.gen(function*() {
+      const sizes = yield* Ref.make<Array<number>>([])
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onData(() =>
+          Effect.gen(function*() {
+            const message = yield* Message
+            const bytes = yield* Stream.mkUint8Array(message.stream)
+            yield* Ref.update(sizes, (all) => [...all, bytes.length])
+          })
+        )
+      )
+      const server = yield* serve(app, { maxMessageSize: 10_000 })
+      const client = yield* greeted(server.address.port)
+      yield* client.write(transaction("a@x.test", "b@x.test", "y".repeat(500) + "\r\n" + "z".repeat(20_000)))
+      const tooBig = yield* replies(client, 4)
+      expect(tooBig[3]).toMatch(/^552 5\.3\.4 /)
+      yield* client.write(transaction("a@x.test", "b@x.test", "small"))
+      expect((yield* replies(client, 4))[3]).toMatch(/^250 /)
+      expect(yield* Ref.get(sizes)).toEqual([7])
+    }))
+
+  it.live("connection state is built per connection and released when it closes; transaction state per transaction", () =>
+    Effect.gen(function*() {
+      const log = yield* Ref.make<Array<string>>([])
+      const note = (line: string) => Ref.update(log, (all) => [...all, line])
+      const connectionState = Layer.effect(
+        Counter,
+        Effect.acquireRelease(
+          Effect.flatMap(SmtpSession.current, (s) => Effect.as(note(`open ${s.remotePort > 0}`), Ref.makeUnsafe(0))),
+          () => note("connection released")
+        )
+      )
+      class TxLog extends Context.Service<TxLog, { readonly id: number }>()("test/TxLog") {}
+      let next = 0
+      const transactionState = Layer.effect(
+        TxLog,
+        Effect.acquireRelease(Effect.sync(() => ({ id: ++next })), (tx) => note(`tx ${tx.id} released`))
+      )
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.withConnectionState(connectionState),
+        SmtpApp.withTransactionState(transactionState),
+        SmtpApp.onMailFrom((next) =>
+          Effect.gen(function*() {
+            const counter = yield* Counter
+            const tx = yield* TxLog
+            const n = yield* Ref.updateAndGet(counter, (k) => k + 1)
+            yield* note(`mail ${n} in tx ${tx.id}`)
+            yield* next
+          })
+        )
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write(transaction("a@x.test", "b@x.test", "one"))
+      yield* replies(client, 4)
+      yield* client.write("MAIL FROM:<a@x.test>\r\nRSET\r\nMAIL FROM:<a@x.test>\r\nQUIT\r\n")
+      yield* replies(client, 4)
+      yield* client.closed
+      yield* Effect.sleep("100 millis")
+      expect(yield* Ref.get(log)).toEqual([
+        "open true",
+        "mail 1 in tx 1",
+        "tx 1 released",
+        "mail 2 in tx 2",
+        "tx 2 released",
+        "mail 3 in tx 3",
+        "tx 3 released",
+        "connection released"
+      ])
+    }))
+
+  it.live("a client that disconnects interrupts its running handler, whose finalizers run", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      const finalized = yield* Deferred.make<boolean>()
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onMailFrom(() =>
+          Deferred.succeed(started, undefined).pipe(
+            Effect.andThen(Effect.never),
+            Effect.onInterrupt(() => Deferred.succeed(finalized, true))
+          )
+        )
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\n")
+      yield* Deferred.await(started)
+      client.socket.destroy()
+      expect(yield* Deferred.await(finalized).pipe(Effect.timeout("5 seconds"))).toBe(true)
+      const another = yield* greeted(server.address.port)
+      yield* another.write("NOOP\r\n")
+      expect(yield* another.reply).toMatch(/^250 /)
+    }))
+
+  it.live("a client reset in the middle of DATA does not end the process; the server keeps serving", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onData(() => Message.use((m) => Stream.runDrain(m.stream)))
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+      yield* replies(client, 3)
+      yield* client.write("Subject: half\r\n\r\n" + "z".repeat(50_000))
+      client.socket.resetAndDestroy()
+      yield* Effect.sleep("100 millis")
+      expect(yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "after" })).toMatchObject({ ok: true })
+    }))
+
+  it.live("shutdown: a message in flight completes, idle and later commands get 421 4.3.2", () =>
+    Effect.gen(function*() {
+      const inData = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const stored = yield* Ref.make(0)
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onData(() =>
+          Effect.gen(function*() {
+            const message = yield* Message
+            yield* Stream.runDrain(message.stream)
+            yield* Deferred.succeed(inData, undefined)
+            yield* Deferred.await(release)
+            yield* Ref.update(stored, (n) => n + 1)
+          })
+        )
+      )
+      const scope = yield* Scope.make()
+      const server = yield* serve(app, { shutdownTimeout: "5 seconds" }).pipe(Scope.provide(scope))
+      const busy = yield* greeted(server.address.port)
+      const idle = yield* greeted(server.address.port)
+      yield* busy.write(transaction("a@x.test", "b@x.test", "in flight"))
+      yield* replies(busy, 3)
+      yield* Deferred.await(inData)
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      expect(yield* idle.reply).toBe("421 4.3.2 Service shutting down, try again later")
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* busy.reply).toMatch(/^250 /)
+      expect(yield* Ref.get(stored)).toBe(1)
+      yield* busy.write("MAIL FROM:<late@x.test>\r\n")
+      expect(yield* busy.reply).toBe("421 4.3.2 Service shutting down, try again later")
+      yield* Fiber.join(closing)
+      const refused = yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" })
+      expect(refused.ok).toBe(false)
+    }))
+
+  it.live("shutdown timeout: a handler still running is interrupted and the client gets 421 4.3.2", () =>
+    Effect.gen(function*() {
+      const interrupted = yield* Deferred.make<void>()
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onMailFrom(() => Effect.never.pipe(Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))))
+      )
+      const scope = yield* Scope.make()
+      const server = yield* serve(app, { shutdownTimeout: "100 millis" }).pipe(Scope.provide(scope))
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\n")
+      yield* Effect.sleep("50 millis")
+      yield* Scope.close(scope, Exit.void)
+      yield* Deferred.await(interrupted)
+      expect(yield* client.reply).toMatch(/^421 4\.3\.2 /)
+    }))
+})
+
+describe("configuration", () => {
+  const build = (options: Options) =>
+    Layer.build(SmtpServer.layer(SmtpApp.empty).pipe(Layer.provide(SmtpServerConfig.layer(options)))).pipe(
+      Effect.flip,
+      Effect.map((error) => error.message)
+    )
+
+  it.live("contradictions fail the Layer with an error that names them", () =>
+    Effect.gen(function*() {
+      expect(yield* build({ port: 0, implicitTls: true })).toBe("implicitTls is set but no tls certificate is configured")
+      expect(yield* build({ port: 0, authRequired: true })).toMatch(/^authRequired is set but AUTH can never be offered/)
+      expect(yield* build({ port: 0, authRequired: true, allowInsecureAuth: true })).toMatch(/no auth middleware/)
+      expect(yield* build({ port: 70000 })).toMatch(/port/)
+      const fromOutside: Duration.Input = JSON.parse(`"soon"`)
+      expect(yield* build({ port: 0, phaseTimeouts: { data: fromOutside } })).toBe("phaseTimeouts.data: not a duration: soon")
+    }))
+
+  it.live("settings come from the environment through Config", () =>
+    Effect.gen(function*() {
+      const settings = yield* Effect.provide(
+        SmtpServerConfig.use(Effect.succeed),
+        SmtpServerConfig.layerConfig().pipe(
+          Layer.provide(environment({ SMTP_PORT: "2600", SMTP_MAX_SIZE: "1000", SMTP_IDLE_TIMEOUT: "30 seconds" }))
+        )
+      )
+      expect(settings.port).toBe(2600)
+      expect(settings.maxMessageSize).toBe(1000)
+      expect(settings.idleTimeout).toEqual(Duration.seconds(30))
+    }))
+
+  it.live("a config error is an SmtpConfigError", () =>
+    Effect.gen(function*() {
+      const error = yield* Layer.build(SmtpServerConfig.layer({ maxRecipients: 0 })).pipe(Effect.flip)
+      expect(error).toBeInstanceOf(SmtpConfigError)
+    }))
+})
+

@@ -4,7 +4,7 @@
  * become temporary replies, and the server keeps serving.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option, Redacted, Ref, Stream } from "effect"
+import { Context, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
 import { readFileSync } from "node:fs"
 import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction } from "../src/index.ts"
 import { connect, send, serve } from "./support.ts"
@@ -251,3 +251,47 @@ describe("phases", () => {
     }))
 })
 
+
+describe("the app's own user type", () => {
+  interface User {
+    readonly name: string
+    readonly quota: number
+  }
+  class CurrentUser extends Context.Service<CurrentUser, Ref.Ref<Option.Option<User>>>()("test/CurrentUser") {}
+
+  it.live("auth stores a typed user in connection state; later phases read it", () =>
+    Effect.gen(function*() {
+      const quotas = yield* Ref.make<Array<number>>([])
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.withConnectionState(Layer.effect(CurrentUser, Ref.make(Option.none<User>()))),
+        SmtpApp.onAuth((next) =>
+          Effect.gen(function*() {
+            const credentials = yield* Credentials
+            if (Redacted.value(credentials.password) !== "pw") return yield* next
+            const current = yield* CurrentUser
+            yield* Ref.set(current, Option.some({ name: credentials.username, quota: 42 }))
+          })
+        ),
+        SmtpApp.onMailFrom((next) =>
+          Effect.gen(function*() {
+            const user = yield* CurrentUser.use(Ref.get)
+            const session = yield* SmtpSession.current
+            if (Option.isNone(user)) return yield* Reject.permanent(530, "5.7.0", "Authentication required")
+            expect(session.username).toEqual(Option.some(user.value.name))
+            yield* Ref.update(quotas, (all) => [...all, user.value.quota])
+            yield* next
+          })
+        )
+      )
+      const server = yield* serve(app, { tls })
+      const options = { ignoreTLS: false, requireTLS: true, tls: { rejectUnauthorized: false } }
+      const anonymous = yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" }, options)
+      expect(anonymous).toMatchObject({ ok: false, code: 530 })
+      const signedIn = yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" }, {
+        ...options,
+        auth: { user: "carol", pass: "pw" }
+      })
+      expect(signedIn).toMatchObject({ ok: true })
+      expect(yield* Ref.get(quotas)).toEqual([42])
+    }))
+})

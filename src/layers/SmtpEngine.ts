@@ -379,6 +379,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     run(closing)
   }
 
+  const usesTransactions = app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0
+
   const options: SMTPServerOptions = {
     name: settings.hostname,
     ...(Option.isSome(settings.banner) ? { banner: settings.banner.value } : {}),
@@ -409,9 +411,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       ? { onSecure: (_socket: net.Socket | tls.TLSSocket, session: SMTPServerSession, done: Done) => sessionPhase(app.secure, "secure")(session, done) }
       : {}),
     ...(app.auth.length > 0 ? { onAuth } : {}),
-    onMailFrom,
-    onRcptTo,
-    onData,
+    // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
+    ...(usesTransactions ? { onMailFrom, onRcptTo } : {}),
+    ...(app.data.length > 0 ? { onData } : {}),
     onClose
   }
 

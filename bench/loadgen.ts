@@ -104,7 +104,9 @@ const WIRE_BLOCK = dotStuff(RAW_BLOCK)
 
 /**
  * The wire form of a message of `size` bytes: dot-stuffed, CRLF line ends,
- * terminated by CRLF "." CRLF. Sizes below the header length send the header only.
+ * terminated by CRLF "." CRLF. Sizes are exact, except that sizes below the header
+ * length (190 bytes) send the header only, and a 1-byte remainder that cannot be
+ * merged into a previous line adds one byte.
  */
 export class MessageBody {
   readonly size: number
@@ -120,13 +122,19 @@ export class MessageBody {
     const rest = Math.max(0, size - head.length)
     this.fullBlocks = Math.floor(rest / RAW_BLOCK.length)
     const remainder = rest % RAW_BLOCK.length
-    const wholeLines = Math.floor(remainder / (LINE_CHARS + 2)) * (LINE_CHARS + 2)
-    const pad = remainder - wholeLines
-    const padLine = pad >= 2 ? "y".repeat(pad - 2) + CRLF : "y".repeat(pad)
+    const lineBytes = LINE_CHARS + 2
+    let wholeLines = Math.floor(remainder / lineBytes) * lineBytes
+    let pad = remainder - wholeLines
+    if (pad === 1 && wholeLines > 0) {
+      wholeLines -= lineBytes
+      pad += lineBytes
+    }
+    // a 1-byte remainder with nothing to borrow from becomes a bare CRLF (1 byte over)
+    const padLine = pad >= 2 ? "y".repeat(pad - 2) + CRLF : pad === 1 ? CRLF : ""
     const rawTail = Buffer.concat([RAW_BLOCK.subarray(0, wholeLines), Buffer.from(padLine, "latin1")])
     this.head = dotStuff(head)
     this.tail = dotStuff(rawTail)
-    this.terminator = Buffer.from(pad === 1 ? "\r\n.\r\n" : ".\r\n", "latin1")
+    this.terminator = Buffer.from(".\r\n", "latin1")
     this.whole = size <= SMALL_BODY ? Buffer.concat([...this.chunks()]) : undefined
   }
 
@@ -379,21 +387,29 @@ const intOption = (name: string, raw: string, min: number, max: number): number 
   return value
 }
 
+const parseArgsOrUsage = (argv: ReadonlyArray<string>) => {
+  try {
+    return parseArgs({
+      args: [...argv],
+      options: {
+        port: { type: "string" },
+        size: { type: "string", default: "1k" },
+        messages: { type: "string", default: "1000" },
+        parallel: { type: "string", default: "10" },
+        reuse: { type: "boolean", short: "d", default: false },
+        time: { type: "string", default: "30" },
+        json: { type: "boolean", default: false }
+      },
+      strict: true,
+      allowPositionals: false
+    })
+  } catch (err) {
+    return usage(err instanceof Error ? err.message : String(err))
+  }
+}
+
 export function parseCli(argv: ReadonlyArray<string>): LoadOptions & { readonly json: boolean } {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: {
-      port: { type: "string" },
-      size: { type: "string", default: "1k" },
-      messages: { type: "string", default: "1000" },
-      parallel: { type: "string", default: "10" },
-      reuse: { type: "boolean", short: "d", default: false },
-      time: { type: "string", default: "30" },
-      json: { type: "boolean", default: false }
-    },
-    strict: true,
-    allowPositionals: false
-  })
+  const { values } = parseArgsOrUsage(argv)
   if (values.port === undefined) return usage("--port is required")
   const messageSize = parseSize(values.size)
   if (!Number.isInteger(messageSize) || messageSize < 1 || messageSize > 1024 ** 3) {

@@ -33,11 +33,12 @@ type ReplyError = Error & { responseCode: number }
 type Done = (error: ReplyError | null) => void
 
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
-interface Transaction<Ts> {
+interface Transaction<Cs, Ts> {
   readonly envelope: SMTPServerSession["envelope"]
   readonly scope: Scope.Closeable
   readonly ref: Ref.Ref<SmtpTransaction.Envelope>
-  readonly context: Context.Context<SmtpTransaction.SmtpTransaction | Ts>
+  /** Everything a transaction phase sees: the connection's services and the transaction's. */
+  readonly context: Context.Context<SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts>
 }
 
 /** What the adapter keeps for one connection. */
@@ -48,7 +49,7 @@ interface Connection<Cs, Ts> {
   readonly base: Context.Context<SmtpSession.SmtpSession>
   readonly fibers: Set<Fiber.Fiber<unknown, unknown>>
   state: Context.Context<SmtpSession.SmtpSession | Cs> | undefined
-  transaction: Transaction<Ts> | undefined
+  transaction: Transaction<Cs, Ts> | undefined
   /** Set when the server shuts down: the next command gets 421 and the connection closes. */
   draining: boolean
 }
@@ -186,11 +187,11 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const scope = yield* Scope.fork(connection.scope)
       const base = Context.add(state, SmtpTransaction.SmtpTransaction, service)
       const added = yield* app.transactionState(base, scope)
-      const transaction: Transaction<Ts> = {
+      const transaction: Transaction<Cs, Ts> = {
         envelope: connection.session.envelope,
         scope,
         ref,
-        context: Context.merge(Context.make(SmtpTransaction.SmtpTransaction, service), added)
+        context: Context.merge(base, added)
       }
       connection.transaction = transaction
       return transaction
@@ -282,39 +283,34 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     )
   }
 
-  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
+  /** Runs a phase of the current transaction and records what it accepted in the envelope. */
+  const transactionPhase = <Input, Key>(
+    phase: "mailFrom" | "rcptTo",
+    links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts | Key, R>>,
+    key: Context.Key<Key, Input>,
+    decode: (address: SMTPServerAddress) => Effect.Effect<Input, Reject.SmtpRejection>,
+    record: (envelope: SmtpTransaction.Envelope, input: Input) => SmtpTransaction.Envelope
+  ) =>
+  (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    runPhase(
-      connection,
-      "mailFrom",
-      Effect.gen(function*() {
-        const sender = yield* decodeMailFrom(address)
-        const transaction = yield* transactionOf(connection)
-        const state = yield* connectionState(connection)
-        const inputs = Context.add(Context.merge(state, transaction.context), MailFrom, sender)
-        yield* runChain(app.mailFrom, "mailFrom", inputs)
-        yield* Ref.update(transaction.ref, (envelope) => ({ ...envelope, mailFrom: Option.some(sender) }))
-      }),
-      replyTo(done)
-    )
+    const accepted = Effect.gen(function*() {
+      const input = yield* decode(address)
+      const transaction = yield* transactionOf(connection)
+      yield* runChain(links, phase, Context.add(transaction.context, key, input))
+      yield* Ref.update(transaction.ref, (envelope) => record(envelope, input))
+    })
+    runPhase(connection, phase, accepted, replyTo(done))
   }
 
-  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
-    const connection = connectionOf(session)
-    runPhase(
-      connection,
-      "rcptTo",
-      Effect.gen(function*() {
-        const recipient = yield* decodeRcptTo(address)
-        const transaction = yield* transactionOf(connection)
-        const state = yield* connectionState(connection)
-        const inputs = Context.add(Context.merge(state, transaction.context), RcptTo, recipient)
-        yield* runChain(app.rcptTo, "rcptTo", inputs)
-        yield* Ref.update(transaction.ref, (envelope) => ({ ...envelope, rcptTo: [...envelope.rcptTo, recipient] }))
-      }),
-      replyTo(done)
-    )
-  }
+  const onMailFrom = transactionPhase("mailFrom", app.mailFrom, MailFrom, decodeMailFrom, (envelope, sender) => ({
+    ...envelope,
+    mailFrom: Option.some(sender)
+  }))
+
+  const onRcptTo = transactionPhase("rcptTo", app.rcptTo, RcptTo, decodeRcptTo, (envelope, recipient) => ({
+    ...envelope,
+    rcptTo: [...envelope.rcptTo, recipient]
+  }))
 
   const tooBig = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
   const readFailed = Reject.temporary(451, "4.3.0", "Error reading the message")
@@ -345,10 +341,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       "data",
       Effect.gen(function*() {
         const transaction = yield* transactionOf(connection)
-        const state = yield* connectionState(connection)
         const message = Message.of({ stream: messageStream(stream) })
-        const inputs = Context.add(Context.merge(state, transaction.context), Message, message)
-        yield* runChain(app.data, "data", inputs)
+        yield* runChain(app.data, "data", Context.add(transaction.context, Message, message))
       }).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
       (exit) => {
         drain(stream)

@@ -9,8 +9,7 @@
  * engine does not listen: `SmtpServer` does that, and the test kit hands it
  * in-memory sockets.
  */
-import { NodeStream } from "@effect/platform-node"
-import { ByteSize, Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
 import type * as tls from "node:tls"
@@ -25,6 +24,7 @@ import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.t
 import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
+import * as MessageBody from "./MessageBody.ts"
 import type { Settings } from "./SmtpServerConfig.ts"
 
 /** A reply error as smtp-server reads it. */
@@ -177,11 +177,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   }
 
   // smtp-server replaces the envelope object whenever a transaction ends (RSET, HELO, STARTTLS, after DATA).
-  const transactionOf = (connection: Connection<Cs, Ts>) =>
+  const openTransaction = (connection: Connection<Cs, Ts>) =>
     Effect.gen(function*() {
       const state = yield* connectionState(connection)
-      const current = connection.transaction
-      if (current !== undefined && current.envelope === connection.session.envelope) return current
       yield* endTransaction(connection)
       const { service, ref } = SmtpTransaction.make(connection.session.transaction)
       const scope = yield* Scope.fork(connection.scope)
@@ -196,6 +194,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       connection.transaction = transaction
       return transaction
     })
+
+  /** Runs `f` in the connection's current transaction, opening one if the last has ended. */
+  const inTransaction = <A>(
+    connection: Connection<Cs, Ts>,
+    f: (transaction: Transaction<Cs, Ts>) => Effect.Effect<A, Reject.SmtpRejection, R>
+  ): Effect.Effect<A, Reject.SmtpRejection, R> => {
+    const current = connection.transaction
+    return current !== undefined && current.envelope === connection.session.envelope
+      ? f(current)
+      : Effect.flatMap(openTransaction(connection), f)
+  }
 
   const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {
     const rejection = Cause.findErrorOption(cause)
@@ -243,7 +252,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     links: ReadonlyArray<Link<void, Inputs, R>>,
     phase: Phase,
     inputs: Context.Context<Inputs>
-  ): Effect.Effect<void, Reject.SmtpRejection, R> => compose(links, inputs, endOfChain(phase))
+  ): Effect.Effect<void, Reject.SmtpRejection, R> => compose(links, inputs, endOfChain(phase), services)
 
   const sessionPhase = (
     links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs, R>>,
@@ -288,17 +297,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     phase: "mailFrom" | "rcptTo",
     links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts | Key, R>>,
     key: Context.Key<Key, Input>,
-    decode: (address: SMTPServerAddress) => Effect.Effect<Input, Reject.SmtpRejection>,
+    decode: (address: SMTPServerAddress) => Result.Result<Input, Reject.SmtpRejection>,
     record: (envelope: SmtpTransaction.Envelope, input: Input) => SmtpTransaction.Envelope
   ) =>
   (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    const accepted = Effect.gen(function*() {
-      const input = yield* decode(address)
-      const transaction = yield* transactionOf(connection)
-      yield* runChain(links, phase, Context.add(transaction.context, key, input))
-      yield* Ref.update(transaction.ref, (envelope) => record(envelope, input))
-    })
+    const decoded = decode(address)
+    const accepted = Result.isFailure(decoded) ? Effect.fail(decoded.failure) : inTransaction(connection, (transaction) =>
+      Effect.andThen(
+        runChain(links, phase, Context.add(transaction.context, key, decoded.success)),
+        Ref.update(transaction.ref, (envelope) => record(envelope, decoded.success))
+      ))
     runPhase(connection, phase, accepted, replyTo(done))
   }
 
@@ -311,18 +320,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     ...envelope,
     rcptTo: [...envelope.rcptTo, recipient]
   }))
-
-  const tooBig = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
-  const readFailed = Reject.temporary(451, "4.3.0", "Error reading the message")
-
-  const messageStream = (stream: SMTPServerDataStream): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
-    NodeStream.fromReadable<Uint8Array, Reject.SmtpRejection>({
-      evaluate: () => stream,
-      onError: () => readFailed,
-      closeOnDone: false
-    }).pipe(
-      Stream.limitBytes<Reject.SmtpRejection, never>(ByteSize.bytes(settings.maxMessageSize), () => Stream.fail(tooBig))
-    )
 
   // Whatever the handler did, the rest of the message is read and thrown away so the reply can be sent.
   const drain = (stream: SMTPServerDataStream): void => {
@@ -339,11 +336,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     runPhase(
       connection,
       "data",
-      Effect.gen(function*() {
-        const transaction = yield* transactionOf(connection)
-        const message = Message.of({ stream: messageStream(stream) })
-        yield* runChain(app.data, "data", Context.add(transaction.context, Message, message))
-      }).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
+      inTransaction(connection, (transaction) =>
+        runChain(app.data, "data", Context.add(transaction.context, Message, Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize) })))
+      ).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
       (exit) => {
         drain(stream)
         replyTo(done)(exit)

@@ -36,14 +36,16 @@ class NextCalledTwice extends Error {
 /**
  * Runs `links` in order around `last`. `next` carries the context of the
  * caller (log annotations, spans, services a middleware provided) down the
- * chain, on top of the app's services.
+ * chain, on top of the app's services `app`.
  */
 export const compose = <A, Inputs, R>(
   links: ReadonlyArray<Link<A, Inputs, R>>,
   inputs: Context.Context<Inputs>,
-  last: Effect.Effect<A, SmtpRejection>
-): Effect.Effect<A, SmtpRejection, R> =>
-  links.length === 0 ? last : Effect.flatMap(Effect.context<R>(), (app) => {
+  last: Effect.Effect<A, SmtpRejection>,
+  app: Context.Context<R>
+): Effect.Effect<A, SmtpRejection, R> => {
+  if (links.length === 0) return last
+  return Effect.suspend(() => {
     let reached = -1
     const dispatch = (i: number): Effect.Effect<A, SmtpRejection> =>
       Effect.suspend(() => {
@@ -55,3 +57,4 @@ export const compose = <A, Inputs, R>(
       })
     return dispatch(0)
   })
+}

@@ -7,7 +7,7 @@
  * SMTPUTF8, REQUIRETLS, DSN RET/ENVID, RCPT NOTIFY/ORCPT). Anything that does
  * not decode is rejected with the RFC 5321 / RFC 3463 reply for it.
  */
-import { Effect, Option, Schema } from "effect"
+import { Option, Result, Schema } from "effect"
 import type { SMTPServerAddress } from "smtp-server"
 import * as Reject from "../phases/Reject.ts"
 
@@ -58,53 +58,68 @@ export interface RcptToAddress {
 const badAddress = Reject.permanent(553, "5.1.3", "Mailbox name syntax is invalid")
 const badParameter = Reject.permanent(555, "5.5.4", "Unsupported or malformed parameter")
 
-const decodeMailbox = (raw: string): Effect.Effect<Mailbox, Reject.SmtpRejection> => {
+const decodeMailbox = (raw: string): Result.Result<Mailbox, Reject.SmtpRejection> => {
   const at = raw.lastIndexOf("@")
-  if (at <= 0 || at === raw.length - 1) return Effect.fail(badAddress)
-  return Effect.succeed(new Mailbox({ raw, localPart: raw.slice(0, at), domain: raw.slice(at + 1).toLowerCase() }))
+  if (at <= 0 || at === raw.length - 1) return Result.fail(badAddress)
+  return Result.succeed(new Mailbox({ raw, localPart: raw.slice(0, at), domain: raw.slice(at + 1).toLowerCase() }))
 }
 
-const decodeMailParamsEffect = Schema.decodeUnknownEffect(MailParams)
-const decodeRcptParamsEffect = Schema.decodeUnknownEffect(RcptParams)
+const decodeMailParams = Schema.decodeUnknownResult(MailParams)
+const decodeRcptParams = Schema.decodeUnknownResult(RcptParams)
+
+// Most commands carry no parameters: their decoded form is shared.
+const noMailParams: MailParams = { smtpUtf8: false, requireTls: false }
+const noRcptParams: RcptParams = {}
 
 const KNOWN_MAIL = new Set(["SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID"])
 const KNOWN_RCPT = new Set(["NOTIFY", "ORCPT"])
 
-const unknownParameter = (args: SMTPServerAddress["args"], known: ReadonlySet<string>): boolean =>
-  args !== false && Object.keys(args).some((key) => !known.has(key))
-
 const text = (value: string | true | undefined): string | undefined => typeof value === "string" ? value : undefined
 
-/** Decodes the path and parameters of a MAIL FROM command. */
-export const decodeMailFrom = (address: SMTPServerAddress): Effect.Effect<MailFromAddress, Reject.SmtpRejection> => {
-  const args = address.args || {}
-  if (unknownParameter(address.args, KNOWN_MAIL)) return Effect.fail(badParameter)
+const mailParams = (args: SMTPServerAddress["args"]): Result.Result<MailParams, Reject.SmtpRejection> => {
+  if (args === false) return Result.succeed(noMailParams)
+  if (Object.keys(args).some((key) => !KNOWN_MAIL.has(key))) return Result.fail(badParameter)
   const size = text(args["SIZE"])
   const body = text(args["BODY"])
-  const params = decodeMailParamsEffect({
-    ...(size !== undefined ? { size: /^\d{1,15}$/.test(size) ? Number(size) : Number.NaN } : {}),
-    ...(body !== undefined ? { body: body.toUpperCase() } : {}),
-    smtpUtf8: args["SMTPUTF8"] === true,
-    requireTls: args["REQUIRETLS"] === true,
-    ...(args["RET"] !== undefined ? { ret: String(args["RET"]).toUpperCase() } : {}),
-    ...(args["ENVID"] !== undefined ? { envid: args["ENVID"] } : {})
-  }).pipe(Effect.mapError(() => badParameter))
-  const mailbox = address.address === ""
-    ? Effect.succeed(Option.none<Mailbox>())
-    : Effect.map(decodeMailbox(address.address), Option.some)
-  return Effect.map(Effect.all([mailbox, params]), ([mailbox, params]) => ({ mailbox, params }))
+  return Result.mapError(
+    decodeMailParams({
+      ...(size !== undefined ? { size: /^\d{1,15}$/.test(size) ? Number(size) : Number.NaN } : {}),
+      ...(body !== undefined ? { body: body.toUpperCase() } : {}),
+      smtpUtf8: args["SMTPUTF8"] === true,
+      requireTls: args["REQUIRETLS"] === true,
+      ...(args["RET"] !== undefined ? { ret: String(args["RET"]).toUpperCase() } : {}),
+      ...(args["ENVID"] !== undefined ? { envid: args["ENVID"] } : {})
+    }),
+    () => badParameter
+  )
+}
+
+const rcptParams = (args: SMTPServerAddress["args"]): Result.Result<RcptParams, Reject.SmtpRejection> => {
+  if (args === false) return Result.succeed(noRcptParams)
+  if (Object.keys(args).some((key) => !KNOWN_RCPT.has(key))) return Result.fail(badParameter)
+  const notify = text(args["NOTIFY"])
+  return Result.mapError(
+    decodeRcptParams({
+      ...(notify !== undefined ? { notify: notify.toUpperCase().split(",") } : {}),
+      ...(args["ORCPT"] !== undefined ? { orcpt: args["ORCPT"] } : {})
+    }),
+    () => badParameter
+  )
+}
+
+/** Decodes the path and parameters of a MAIL FROM command. */
+export const decodeMailFrom = (address: SMTPServerAddress): Result.Result<MailFromAddress, Reject.SmtpRejection> => {
+  const params = mailParams(address.args)
+  if (Result.isFailure(params)) return Result.fail(params.failure)
+  if (address.address === "") return Result.succeed({ mailbox: Option.none(), params: params.success })
+  return Result.map(decodeMailbox(address.address), (mailbox) => ({ mailbox: Option.some(mailbox), params: params.success }))
 }
 
 /** Decodes the path and parameters of a RCPT TO command. */
-export const decodeRcptTo = (address: SMTPServerAddress): Effect.Effect<RcptToAddress, Reject.SmtpRejection> => {
-  const args = address.args || {}
-  if (unknownParameter(address.args, KNOWN_RCPT)) return Effect.fail(badParameter)
-  const notify = text(args["NOTIFY"])
-  const params = decodeRcptParamsEffect({
-    ...(notify !== undefined ? { notify: notify.toUpperCase().split(",") } : {}),
-    ...(args["ORCPT"] !== undefined ? { orcpt: args["ORCPT"] } : {})
-  }).pipe(Effect.mapError(() => badParameter))
-  return Effect.map(Effect.all([decodeMailbox(address.address), params]), ([mailbox, params]) => ({ mailbox, params }))
+export const decodeRcptTo = (address: SMTPServerAddress): Result.Result<RcptToAddress, Reject.SmtpRejection> => {
+  const params = rcptParams(address.args)
+  if (Result.isFailure(params)) return Result.fail(params.failure)
+  return Result.map(decodeMailbox(address.address), (mailbox) => ({ mailbox, params: params.success }))
 }
 
 /** The sender as text: the mailbox, or "" for the null sender. */

@@ -93,6 +93,24 @@ describe("adapter", () => {
       expect(yield* Ref.get(sizes)).toEqual([7])
     }))
 
+  it.live("one size setting drives the SIZE advertisement; the recipient limit answers 452 4.5.3", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(SmtpApp.onRcptTo((next) => next))
+      const server = yield* serve(app, { maxMessageSize: 12_345, maxRecipients: 2 })
+      const client = yield* connect(server.address.port)
+      yield* client.reply
+      yield* client.write("EHLO client.test\r\n")
+      const ehlo = yield* client.reply
+      expect(ehlo).toMatch(/^250[ -]SIZE 12345$/m)
+      expect(ehlo).toMatch(/^250[ -]ENHANCEDSTATUSCODES$/m)
+      yield* client.write("MAIL FROM:<a@x.test> SIZE=20000\r\n")
+      expect(yield* client.reply).toMatch(/^552 5\.3\.4 /)
+      yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nRCPT TO:<d@x.test>\r\n")
+      const answers = yield* replies(client, 4)
+      expect(answers.slice(0, 3).map((l) => l.slice(0, 3))).toEqual(["250", "250", "250"])
+      expect(answers[3]).toMatch(/^452 4\.5\.3 /)
+    }))
+
   it.live("connection state is built per connection and released when it closes; transaction state per transaction", () =>
     Effect.gen(function*() {
       const log = yield* Ref.make<Array<string>>([])

@@ -142,6 +142,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     fatal: log("fatal")
   }
 
+  // One line per rejected command, whoever rejected it (a handler or smtp-server itself).
+  const logRejection = (session: SMTPServerSession, code: number, text: string): void => {
+    if (LogLevel.isLessThan("Info", minimumLevel)) return
+    run(Effect.logInfo("rejected", { code, reply: text }).pipe(
+      Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress })
+    ))
+  }
+
   const connectionOf = (session: SMTPServerSession): Connection<Cs, Ts> => {
     const known = connections.get(session)
     if (known !== undefined) return known
@@ -412,6 +420,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       const own = typeof data === "string" && ENHANCED.test(data)
       super.send(code, data, own ? false : context)
+      if (code >= 400) logRejection(this.session, code, typeof data === "string" ? data : String(data))
       if (code === 421 && own) this.close()
     }
     override _onCommand(command: Buffer, callback?: () => void): void {

@@ -4,7 +4,7 @@
  * It reads the message through the app's `MessageStore` and answers 250 only
  * once the store has it. Put it last: it does not call `next`.
  */
-import { Effect, Option } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { MessageStore } from "../services/MessageStore.ts"
 import { Message } from "../services/PhaseInput.ts"
@@ -18,9 +18,15 @@ export const deliver = SmtpApp.onData(() =>
     const message = yield* Message
     const session = yield* SmtpSession.current
     const envelope = yield* SmtpTransaction.envelope
-    const id = yield* store.store({ session, envelope }, message.stream)
+    let size = 0
+    const counted = Stream.map(message.stream, (chunk) => {
+      size += chunk.length
+      return chunk
+    })
+    const id = yield* store.store({ session, envelope }, counted)
     yield* Effect.logInfo("message accepted", {
       id,
+      size,
       from: Option.match(envelope.mailFrom, { onNone: () => "", onSome: reversePath }),
       to: envelope.rcptTo.map((rcpt) => rcpt.mailbox.address)
     })

@@ -1,0 +1,19 @@
+/**
+ * A self-signed certificate made at start-up, for servers with no certificate
+ * of their own. Never smtp-server's built-in one, whose private key is public:
+ * this key exists only in this process.
+ */
+import { Effect, Redacted } from "effect"
+import selfsigned from "selfsigned"
+import type { TlsCertificate } from "./SmtpServerConfig.ts"
+
+/** A fresh RSA-2048 certificate for `hostname`, valid for a year. */
+export const make = (hostname: string): Effect.Effect<TlsCertificate> =>
+  Effect.promise(() =>
+    selfsigned.generate([{ name: "commonName", value: hostname }], {
+      notAfterDate: new Date(Date.now() + 365 * 24 * 3600 * 1000),
+      keySize: 2048,
+      algorithm: "sha256",
+      extensions: [{ name: "subjectAltName", altNames: [{ type: 2, value: hostname }] }]
+    })
+  ).pipe(Effect.map((pems) => ({ cert: pems.cert, key: Redacted.make(pems.private) })))

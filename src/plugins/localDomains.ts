@@ -1,0 +1,24 @@
+/**
+ * Accept mail for these domains only: other recipients get `550 5.7.1` (relay
+ * denied) unless the session is authenticated. An empty list accepts all.
+ */
+import { Effect, Option } from "effect"
+import * as Reject from "../phases/Reject.ts"
+import * as SmtpApp from "../phases/SmtpApp.ts"
+import { RcptTo } from "../services/PhaseInput.ts"
+import { SmtpSession } from "../services/SmtpSession.ts"
+
+const relayDenied = Reject.permanent(550, "5.7.1", "Relay access denied")
+
+export const localDomains = (domains: ReadonlyArray<string>) => {
+  const local = new Set(domains.map((domain) => domain.toLowerCase()))
+  return SmtpApp.onRcptTo((next) =>
+    Effect.gen(function*() {
+      const { mailbox } = yield* RcptTo
+      if (local.size === 0 || local.has(mailbox.domain)) return yield* next
+      const session = yield* SmtpSession.current
+      if (Option.isSome(session.username)) return yield* next
+      return yield* relayDenied
+    })
+  )
+}

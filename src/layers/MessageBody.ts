@@ -20,12 +20,21 @@ export const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "
 
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 
-/** `readable` as a stream that fails with `tooBig` past `maxBytes`. */
-export const fromReadable = (readable: Readable, maxBytes: number): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
+/**
+ * `readable` as a stream that fails with `tooBig` past `maxBytes`, and with
+ * `verdict()` as soon as that says the message is rejected.
+ */
+export const fromReadable = (
+  readable: Readable,
+  maxBytes: number,
+  verdict: () => Reject.SmtpRejection | undefined = () => undefined
+): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
   Stream.fromPull(Effect.sync(() => {
     let seen = 0
     // Takes what is buffered: a batch, the end, an error, or nothing yet.
     const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
+      const rejected = verdict()
+      if (rejected !== undefined) return Effect.fail(rejected)
       if (readable.errored !== null) return Effect.fail(readFailed)
       const first: Uint8Array | null = readable.read()
       if (first !== null) {

@@ -13,6 +13,7 @@ import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, R
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
 import type * as tls from "node:tls"
+import { pipeline, type Readable } from "node:stream"
 import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
@@ -25,6 +26,7 @@ import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
 import * as MessageBody from "./MessageBody.ts"
+import * as MessageGuard from "./MessageGuard.ts"
 import type { Settings } from "./SmtpServerConfig.ts"
 
 /** A reply error as smtp-server reads it. */
@@ -52,6 +54,7 @@ interface Connection<Cs, Ts> {
   transaction: Transaction<Cs, Ts> | undefined
   /** Set when the server shuts down: the next command gets 421 and the connection closes. */
   draining: boolean
+  authFailures: number
 }
 
 /** The engine: an smtp-server instance wired to an app. */
@@ -71,6 +74,14 @@ const toReplyError = (rejection: Reject.SmtpRejection): ReplyError =>
   Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
+
+/** Commands that move a session forward; every other verb counts as junk. */
+const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH"])
+
+const bdatRefused = Reject.permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
+const tooMuchJunk = Reject.closing("4.7.0", "Too many commands that do not send mail")
+const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
+const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
 
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
@@ -118,6 +129,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const connections = new WeakMap<SMTPServerSession, Connection<Cs, Ts>>()
   const open = new Set<Connection<Cs, Ts>>()
   const engines = new Set<EngineConnection>()
+  const perClient = new Map<string, number>()
   let shuttingDown = false
 
   // smtp-server's own log lines go to Effect's logger, at levels that keep per-command chatter out of Info.
@@ -162,7 +174,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       fibers: new Set(),
       state: undefined,
       transaction: undefined,
-      draining: shuttingDown
+      draining: shuttingDown,
+      authFailures: 0
     }
     connections.set(session, connection)
     open.add(connection)
@@ -276,6 +289,19 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     )
   }
 
+  const tooManyAuthFailures = Reject.closing("4.7.0", "Too many failed authentication attempts")
+
+  // A failure is answered later with every attempt, and the connection is closed at the limit.
+  const authFailed = (connection: Connection<Cs, Ts>, username: string, rejection: Reject.SmtpRejection) =>
+    Effect.suspend(() => {
+      const failures = ++connection.authFailures
+      const verdict = failures >= settings.maxAuthFailures ? tooManyAuthFailures : rejection
+      return Effect.logWarning("authentication failed", { username, failures, code: verdict.code }).pipe(
+        Effect.andThen(Effect.sleep(Duration.times(settings.authFailureDelay, failures))),
+        Effect.andThen(Effect.fail(verdict))
+      )
+    })
+
   const onAuth = (auth: SMTPServerAuthentication, session: SMTPServerSession, done: (error: ReplyError | null, response?: { user: string }) => void): void => {
     const connection = connectionOf(session)
     const method = auth.method
@@ -284,18 +310,15 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }
     const username = auth.username ?? ""
     const credentials = Credentials.of({ method, username, password: Redacted.make(auth.password ?? "") })
+    const checked = Effect.flatMap(connectionState(connection), (state) =>
+      runChain(app.auth, "auth", Context.add(state, Credentials, credentials)))
     runPhase(
       connection,
       "auth",
-      Effect.flatMap(connectionState(connection), (state) =>
-        Effect.tap(
-          runChain(app.auth, "auth", Context.add(state, Credentials, credentials)),
-          () => Effect.logInfo("authenticated", { username })
-        ).pipe(
-          Effect.tapError((rejection) =>
-            Effect.logWarning("authentication failed", { username, code: rejection.code, reason: rejection.message })
-          )
-        )),
+      checked.pipe(
+        Effect.tap(() => Effect.logInfo("authenticated", { username })),
+        Effect.catch((rejection) => authFailed(connection, username, rejection))
+      ),
       (exit) => Exit.isSuccess(exit) ? done(null, { user: username }) : done(replyFor(exit.cause))
     )
   }
@@ -330,26 +353,47 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   }))
 
   // Whatever the handler did, the rest of the message is read and thrown away so the reply can be sent.
-  const drain = (stream: SMTPServerDataStream): void => {
+  const drain = (stream: Readable): void => {
     if (stream.readableEnded || stream.destroyed) return
     stream.removeAllListeners("readable")
     stream.removeAllListeners("data")
     stream.resume()
   }
 
+  const whenEnded = (stream: Readable, then: () => void): void => {
+    if (stream.readableEnded || stream.destroyed) return then()
+    const once = () => {
+      stream.off("end", once)
+      stream.off("close", once)
+      then()
+    }
+    stream.on("end", once)
+    stream.on("close", once)
+  }
+
+  const policy: MessageGuard.Policy = {
+    bareLineEndings: settings.bareLineEndings,
+    nulBytes: settings.nulBytes,
+    maxLineLength: settings.maxLineLength
+  }
+
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    // A client reset mid-message destroys the stream with an error only when someone listens.
-    stream.on("error", () => undefined)
+    // Every byte passes the guard; a client reset mid-message ends both streams without an unhandled error.
+    const guard = new MessageGuard.MessageGuard(policy)
+    pipeline(stream, guard, () => undefined)
+    const message = Message.of({
+      stream: MessageBody.fromReadable(guard, settings.maxMessageSize, () => guard.verdict)
+    })
     runPhase(
       connection,
       "data",
-      inTransaction(connection, (transaction) =>
-        runChain(app.data, "data", Context.add(transaction.context, Message, Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize) })))
-      ).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
+      inTransaction(connection, (transaction) => runChain(app.data, "data", Context.add(transaction.context, Message, message)))
+        .pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
       (exit) => {
-        drain(stream)
-        replyTo(done)(exit)
+        // The verdict on the content wins over the handler's, and it is known only once all of it was read.
+        drain(guard)
+        whenEnded(guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
       }
     )
   }
@@ -384,7 +428,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     size: settings.maxMessageSize,
     rejectOversized: true,
     maxRecipients: settings.maxRecipients,
-    maxClients: settings.maxClients,
+    // Connection limits are the engine's, with enhanced codes (see EngineServer.connect).
+    maxClients: Number.POSITIVE_INFINITY,
     socketTimeout: Duration.toMillis(settings.idleTimeout),
     closeTimeout: Duration.toMillis(settings.shutdownTimeout) + 1000,
     hideENHANCEDSTATUSCODES: false,
@@ -418,22 +463,53 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   class EngineConnection extends SMTPConnection {
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
       // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
+      // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.
+      if (code === 421 && data === "Error: too many unrecognized commands") return this.refuse(tooMuchJunk)
       const own = typeof data === "string" && ENHANCED.test(data)
       super.send(code, data, own ? false : context)
       if (code >= 400) logRejection(this.session, code, typeof data === "string" ? data : String(data))
       if (code === 421 && own) this.close()
     }
+    junkCommands = 0
+
     override _onCommand(command: Buffer, callback?: () => void): void {
+      if (this._upgrading) return super._onCommand(command, callback)
       const connection = connections.get(this.session)
-      if ((connection?.draining ?? shuttingDown) && !this._upgrading) {
-        return this.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
-      }
+      if (connection?.draining ?? shuttingDown) return this.refuse(Reject.shuttingDown)
+      const verb = command.toString("latin1", 0, 16).split(" ", 1)[0]!.toUpperCase()
+      // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
+      if (verb === "BDAT") return this.refuse(bdatRefused)
+      if (!COMMANDS.has(verb) && ++this.junkCommands > settings.maxJunkCommands) return this.refuse(tooMuchJunk)
       super._onCommand(command, callback)
+    }
+
+    /** Answers and hangs up: nothing the client sent after this command is read. */
+    refuse(rejection: Reject.SmtpRejection): void {
+      this.send(rejection.code, `${rejection.enhanced} ${rejection.message}`)
+      this.close()
     }
   }
 
   class EngineServer extends SMTPServer {
     override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {
+      const client = socketOptions?.remoteAddress ?? socket.remoteAddress ?? ""
+      const fromClient = perClient.get(client) ?? 0
+      const refused = engines.size >= settings.maxClients
+        ? tooManyClients
+        : fromClient >= settings.maxConnectionsPerClient
+        ? tooManyFromYou
+        : undefined
+      if (refused !== undefined) {
+        logger.info({ host: client, tnx: "refused" }, "refused %s: %s", client, refused.message)
+        socket.on("error", () => undefined)
+        return void socket.end(`${refused.line}\r\n`)
+      }
+      perClient.set(client, fromClient + 1)
+      socket.once("close", () => {
+        const left = (perClient.get(client) ?? 1) - 1
+        if (left === 0) perClient.delete(client)
+        else perClient.set(client, left)
+      })
       const connection = new EngineConnection(this, socket, socketOptions)
       this.connections.add(connection)
       engines.add(connection)

@@ -50,6 +50,20 @@ export interface Settings {
   readonly authRequired: boolean
   /** Offer AUTH without TLS: for localhost development only. */
   readonly allowInsecureAuth: boolean
+  /** A bare CR or LF in DATA: reject the message (`550 5.5.2`) or rewrite it to CRLF. */
+  readonly bareLineEndings: "reject" | "normalize"
+  /** NUL bytes in DATA: reject the message (`550 5.6.0`) or strip them. */
+  readonly nulBytes: "reject" | "strip"
+  /** Longest DATA line accepted, in bytes without CRLF (`550 5.6.0` past it). */
+  readonly maxLineLength: number
+  /** Simultaneous connections from one client address (`421 4.7.0` past it). */
+  readonly maxConnectionsPerClient: number
+  /** NOOP, RSET, HELP, VRFY, EXPN and unknown commands per connection (`421 4.7.0` and close past it). */
+  readonly maxJunkCommands: number
+  /** Failed AUTH attempts per connection (`421 4.7.0` and close at it). */
+  readonly maxAuthFailures: number
+  /** Each failed AUTH is answered after this delay times the failures so far. */
+  readonly authFailureDelay: Duration.Duration
 }
 
 /** Settings as given: every field optional. */
@@ -69,6 +83,13 @@ export interface Options {
   readonly authMethods?: ReadonlyArray<"PLAIN" | "LOGIN">
   readonly authRequired?: boolean
   readonly allowInsecureAuth?: boolean
+  readonly bareLineEndings?: "reject" | "normalize"
+  readonly nulBytes?: "reject" | "strip"
+  readonly maxLineLength?: number
+  readonly maxConnectionsPerClient?: number
+  readonly maxJunkCommands?: number
+  readonly maxAuthFailures?: number
+  readonly authFailureDelay?: Duration.Input
 }
 
 /** The settings are invalid or contradict each other. */
@@ -100,7 +121,14 @@ export const defaults: Settings = {
   implicitTls: false,
   authMethods: ["PLAIN", "LOGIN"],
   authRequired: false,
-  allowInsecureAuth: false
+  allowInsecureAuth: false,
+  bareLineEndings: "reject",
+  nulBytes: "reject",
+  maxLineLength: 10_000,
+  maxConnectionsPerClient: 20,
+  maxJunkCommands: 100,
+  maxAuthFailures: 3,
+  authFailureDelay: Duration.seconds(1)
 }
 
 const Checked = Schema.Struct({
@@ -109,7 +137,13 @@ const Checked = Schema.Struct({
   hostname: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, { message: "a host name" })),
   maxMessageSize: Schema.Int.check(Schema.isGreaterThan(0)),
   maxRecipients: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxClients: Schema.Int.check(Schema.isGreaterThan(0))
+  maxClients: Schema.Int.check(Schema.isGreaterThan(0)),
+  maxLineLength: Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)),
+  maxConnectionsPerClient: Schema.Int.check(Schema.isGreaterThan(0)),
+  maxJunkCommands: Schema.Int.check(Schema.isGreaterThan(0)),
+  maxAuthFailures: Schema.Int.check(Schema.isGreaterThan(0)),
+  bareLineEndings: Schema.Literals(["reject", "normalize"]),
+  nulBytes: Schema.Literals(["reject", "strip"])
 })
 const decodeChecked = Schema.decodeUnknownEffect(Checked)
 
@@ -139,6 +173,9 @@ export const resolve = Effect.fnUntraced(function*(options: Options) {
     tls: Option.fromNullishOr(options.tls),
     idleTimeout: yield* duration("idleTimeout", options.idleTimeout, defaults.idleTimeout),
     shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
+    authFailureDelay: options.authFailureDelay === undefined
+      ? defaults.authFailureDelay
+      : yield* duration("authFailureDelay", options.authFailureDelay, defaults.authFailureDelay),
     phaseTimeouts
   }
   if (settings.implicitTls && Option.isNone(settings.tls)) {

@@ -1,0 +1,115 @@
+/**
+ * Checks every byte of a DATA body on its way to the handler.
+ *
+ * Only CRLF ends a line in SMTP. A bare LF or bare CR inside a message is how
+ * SMTP smuggling hides a second message or command from one server and shows
+ * it to the next, so a message carrying one is never passed on unchanged:
+ * with `reject` (the default) nothing more is passed on from the first one and
+ * the message gets `550 5.5.2`; with `normalize` it becomes CRLF. NUL bytes
+ * are rejected (or stripped), and a line longer than the limit is rejected.
+ * The check keeps a couple of bytes of state, so memory stays bounded.
+ */
+import { Transform, type TransformCallback } from "node:stream"
+import * as Reject from "../phases/Reject.ts"
+
+/** What to do with message content that breaks the rules. */
+export interface Policy {
+  readonly bareLineEndings: "reject" | "normalize"
+  readonly nulBytes: "reject" | "strip"
+  /** Longest line accepted, in bytes without its CRLF. */
+  readonly maxLineLength: number
+}
+
+const CR = 0x0d
+const LF = 0x0a
+const NUL = 0x00
+
+export const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
+  550,
+  "5.5.2",
+  "Message contains a bare CR or LF: lines must end with CRLF"
+)
+export const nulByte: Reject.SmtpRejection = Reject.permanent(550, "5.6.0", "Message contains NUL bytes")
+export const lineTooLong = (limit: number): Reject.SmtpRejection =>
+  Reject.permanent(550, "5.6.0", `Message has a line longer than ${limit} bytes`)
+
+/** A pass-through stream that enforces `policy`; `verdict` is set once the message must be rejected. */
+export class MessageGuard extends Transform {
+  verdict: Reject.SmtpRejection | undefined = undefined
+  private readonly policy: Policy
+  /** The last byte seen was a CR, and the next byte decides whether it was bare. */
+  private pendingCR = false
+  /** That CR has not been passed on yet (it was held back from a rewritten chunk). */
+  private crWithheld = false
+  private lineLength = 0
+
+  constructor(policy: Policy) {
+    super()
+    this.policy = policy
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.verdict !== undefined) return done()
+    const out = this.scan(chunk)
+    if (this.verdict === undefined && out.length > 0) this.push(out)
+    done()
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.pendingCR && this.verdict === undefined && !this.violation(bareLineEnding)) {
+      this.push(Buffer.from(this.crWithheld ? [CR, LF] : [LF]))
+    }
+    done()
+  }
+
+  /** Records a violation; false when the policy rewrites it instead. */
+  private violation(rejection: Reject.SmtpRejection): boolean {
+    if (this.policy.bareLineEndings === "normalize" && rejection === bareLineEnding) return false
+    if (this.policy.nulBytes === "strip" && rejection === nulByte) return false
+    this.verdict ??= rejection
+    return true
+  }
+
+  /** Returns the bytes to pass on: `chunk` itself unless something had to be rewritten. */
+  private scan(chunk: Buffer): Buffer {
+    let rewritten: Array<number> | undefined
+    const copyUpTo = (i: number): Array<number> => rewritten ??= Array.from(chunk.subarray(0, i))
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!
+      if (this.pendingCR) {
+        this.pendingCR = false
+        this.lineLength = 0
+        if (byte === LF) {
+          if (this.crWithheld) copyUpTo(i).push(CR, LF)
+          else rewritten?.push(LF)
+          continue
+        }
+        if (this.violation(bareLineEnding)) return chunk
+        if (this.crWithheld) copyUpTo(i).push(CR, LF)
+        else copyUpTo(i).push(LF)
+      }
+      if (byte === CR) {
+        this.pendingCR = true
+        this.crWithheld = rewritten !== undefined
+        continue
+      }
+      if (byte === LF) {
+        if (this.violation(bareLineEnding)) return chunk
+        copyUpTo(i).push(CR, LF)
+        this.lineLength = 0
+        continue
+      }
+      if (byte === NUL) {
+        if (this.violation(nulByte)) return chunk
+        copyUpTo(i)
+        continue
+      }
+      if (++this.lineLength > this.policy.maxLineLength) {
+        this.verdict ??= lineTooLong(this.policy.maxLineLength)
+        return chunk
+      }
+      rewritten?.push(byte)
+    }
+    return rewritten === undefined ? chunk : Buffer.from(rewritten)
+  }
+}

@@ -18,7 +18,6 @@ import { SmtpServerConfig, type TlsCertificate } from "./layers/SmtpServerConfig
 import * as SmtpApp from "./phases/SmtpApp.ts"
 import { deliver } from "./plugins/deliver.ts"
 import { localDomains } from "./plugins/localDomains.ts"
-import { requireAuth } from "./plugins/requireAuth.ts"
 import { staticUsers } from "./plugins/staticUsers.ts"
 
 /** A configuration value is invalid: the message names the variable. */
@@ -98,7 +97,8 @@ const main = Effect.gen(function*() {
   const tls = yield* certificate(hostname)
 
   const receiving = SmtpApp.empty.pipe(localDomains(domains), deliver)
-  const app = logins.size > 0 ? receiving.pipe(staticUsers(logins), requireAuth) : receiving
+  // With users, authRequired makes the server refuse MAIL from sessions that have not logged in (530 5.7.0).
+  const app = logins.size > 0 ? receiving.pipe(staticUsers(logins)) : receiving
 
   const server = SmtpServer.layer(app).pipe(
     Layer.provide(Maildir.layer({ root: maildir, hostname })),

@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schema } from "effect"
 import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
-import { connect, send } from "./support.ts"
+import { connect, fixtureTls, send } from "./support.ts"
 
 /** A server that stores into memory; returns its port and the stored messages. */
 const serveMemory = (options: Options = {}) =>
@@ -156,6 +156,47 @@ describe("hostile input", () => {
       expect(yield* attempt).toMatch(/^535 5\.7\.8 /)
       expect(yield* attempt).toBe("421 4.7.0 Too many failed authentication attempts")
       yield* client.closed
+    }))
+
+  it.live("AUTH: strict base64, * cancels, and MAIL needs a login when auth is required", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))
+      const context = yield* Layer.build(
+        SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({
+          host: "127.0.0.1",
+          port: 0,
+          allowInsecureAuth: true,
+          authRequired: true,
+          authFailureDelay: "1 millis"
+        })))
+      )
+      const client = yield* connect(Context.get(context, SmtpServer).address.port)
+      yield* client.reply
+      const say = (line: string) => Effect.andThen(client.write(`${line}\r\n`), client.reply)
+      yield* say("EHLO x.test")
+      expect(yield* say("MAIL FROM:<a@x.test>")).toBe("530 5.7.0 Authentication required")
+      expect(yield* say("AUTH PLAIN not*base64!")).toBe("501 5.5.2 Cannot decode the response: not base64")
+      expect(yield* say("AUTH LOGIN")).toMatch(/^334 /)
+      expect(yield* say("%%%")).toBe("501 5.5.2 Cannot decode the response: not base64")
+      expect(yield* say("AUTH PLAIN")).toMatch(/^334/)
+      expect(yield* say("*")).toMatch(/^501 5\.\d\.\d /)
+      expect(yield* say("NOOP")).toMatch(/^250 /)
+    }))
+
+  it.live("AUTH is not offered or accepted before TLS when TLS is available", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))
+      const context = yield* Layer.build(
+        SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, tls: fixtureTls })))
+      )
+      const client = yield* connect(Context.get(context, SmtpServer).address.port)
+      yield* client.reply
+      yield* client.write("EHLO x.test\r\n")
+      const ehlo = yield* client.reply
+      expect(ehlo).toMatch(/STARTTLS/)
+      expect(ehlo).not.toMatch(/AUTH/)
+      yield* client.write(`AUTH PLAIN ${Buffer.from("\0a\0b").toString("base64")}\r\n`)
+      expect(yield* client.reply).toMatch(/^5\d\d 5\.\d\.\d /)
     }))
 
   it.live("connections past the per-client and total limits get 421 4.7.0", () =>

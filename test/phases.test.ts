@@ -5,14 +5,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
-import { readFileSync } from "node:fs"
 import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction } from "../src/index.ts"
-import { connect, send, serve } from "./support.ts"
+import { connect, fixtureTls, send, serve } from "./support.ts"
 
-const tls = {
-  cert: readFileSync(new URL("./fixtures/localhost.crt", import.meta.url), "utf8"),
-  key: Redacted.make(readFileSync(new URL("./fixtures/localhost.key", import.meta.url), "utf8"))
-}
+const tls = fixtureTls
 
 /** Greets, says EHLO and returns the client. */
 const session = (port: number) =>

@@ -1,13 +1,20 @@
 /**
  * Helpers for tests that talk SMTP over real sockets on 127.0.0.1.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
+import { readFileSync } from "node:fs"
 import * as net from "node:net"
 import nodemailer, { type SendMailOptions } from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport"
 import { SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import type { SmtpApp } from "../src/phases/SmtpApp.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
+
+/** A certificate for localhost, for tests only. */
+export const fixtureTls = {
+  cert: readFileSync(new URL("./fixtures/localhost.crt", import.meta.url), "utf8"),
+  key: Redacted.make(readFileSync(new URL("./fixtures/localhost.key", import.meta.url), "utf8"))
+}
 
 /** Serves `app` on 127.0.0.1 with a free port, for the current scope. */
 export const serve = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) =>

@@ -78,6 +78,14 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
 /** Commands that move a session forward; every other verb counts as junk. */
 const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH"])
 
+/** Base64 as RFC 4648 spells it, "=" for an empty response, or "*" to cancel. */
+const SASL_TOKEN = /^(?:\*|=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4}))$/
+
+/** The initial response of `AUTH MECHANISM response`, if there is one. */
+const authArgument = (command: Buffer): string | undefined => command.toString("latin1").trim().split(/\s+/)[2]
+
+const badBase64 = Reject.permanent(501, "5.5.2", "Cannot decode the response: not base64")
+const authenticationRequired = Reject.permanent(530, "5.7.0", "Authentication required")
 const bdatRefused = Reject.permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
 const tooMuchJunk = Reject.closing("4.7.0", "Too many commands that do not send mail")
 const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
@@ -420,6 +428,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     run(closing)
   }
 
+  const disabledCommands = [
+    ...(Option.isNone(settings.tls) || settings.implicitTls ? ["STARTTLS"] : []),
+    ...(app.auth.length === 0 ? ["AUTH"] : [])
+  ]
+  const disabledBeforeTls = [...disabledCommands, "AUTH"]
+
   const usesTransactions = app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0
 
   const options: SMTPServerOptions = {
@@ -437,10 +451,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     authOptional: !settings.authRequired,
     allowInsecureAuth: settings.allowInsecureAuth,
     disableReverseLookup: true,
-    disabledCommands: [
-      ...(Option.isNone(settings.tls) || settings.implicitTls ? ["STARTTLS"] : []),
-      ...(app.auth.length === 0 ? ["AUTH"] : [])
-    ],
+    disabledCommands,
     secure: settings.implicitTls,
     minVersion: "TLSv1.2",
     ...Option.match(settings.tls, {
@@ -479,8 +490,28 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const verb = command.toString("latin1", 0, 16).split(" ", 1)[0]!.toUpperCase()
       // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
       if (verb === "BDAT") return this.refuse(bdatRefused)
-      if (!COMMANDS.has(verb) && ++this.junkCommands > settings.maxJunkCommands) return this.refuse(tooMuchJunk)
+      if (this._nextHandler !== false || verb === "AUTH") {
+        // A SASL response, or AUTH with an initial response: strict base64, or "*" to cancel.
+        const token = this._nextHandler !== false ? command.toString("latin1").trim() : authArgument(command)
+        if (token !== undefined && !SASL_TOKEN.test(token)) {
+          this._nextHandler = false
+          return this.reject(badBase64, callback)
+        }
+      } else if (!COMMANDS.has(verb) && ++this.junkCommands > settings.maxJunkCommands) {
+        return this.refuse(tooMuchJunk)
+      }
+      if (settings.authRequired && verb === "MAIL" && this.session.user === undefined) {
+        return this.reject(authenticationRequired, callback)
+      }
+      // AUTH is neither offered nor accepted before TLS (unless insecure AUTH is explicitly allowed).
+      this.session.disabledCommands = this.secure || settings.allowInsecureAuth ? disabledCommands : disabledBeforeTls
       super._onCommand(command, callback)
+    }
+
+    /** Answers with a rejection and goes on reading commands. */
+    reject(rejection: Reject.SmtpRejection, callback?: () => void): void {
+      this.send(rejection.code, `${rejection.enhanced} ${rejection.message}`)
+      if (callback !== undefined) setImmediate(callback)
     }
 
     /** Answers and hangs up: nothing the client sent after this command is read. */

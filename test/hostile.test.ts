@@ -199,6 +199,25 @@ describe("hostile input", () => {
       expect(yield* client.reply).toMatch(/^5\d\d 5\.\d\.\d /)
     }))
 
+  it.live("addresses: non-ASCII only with SMTPUTF8, valid UTF-8, RFC 5321 sizes", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory()
+      const client = yield* connect(server.port)
+      yield* client.reply
+      const say = (line: string, encoding: BufferEncoding = "utf8") =>
+        Effect.andThen(client.write(Buffer.from(`${line}\r\n`, encoding)), client.reply)
+      yield* say("EHLO x.test")
+      expect(yield* say("MAIL FROM:<josé@x.test>")).toBe("553 5.6.7 Non-ASCII address requires SMTPUTF8")
+      expect(yield* say("MAIL FROM:<josé@x.test>", "latin1")).toBe("501 5.5.2 Address is not valid UTF-8")
+      expect(yield* say("MAIL FROM:<a@x.test>")).toMatch(/^250 /)
+      expect(yield* say("RCPT TO:<zoë@x.test>")).toBe("553 5.6.7 Non-ASCII address requires SMTPUTF8")
+      expect(yield* say(`RCPT TO:<${"l".repeat(65)}@x.test>`)).toBe("501 5.1.3 Local part longer than 64 octets")
+      expect(yield* say(`RCPT TO:<${"l".repeat(60)}@${"d.".repeat(100)}test>`)).toMatch(/^501 5\.1\.3 /)
+      expect(yield* say("RSET")).toMatch(/^250 /)
+      expect(yield* say("MAIL FROM:<josé@x.test> SMTPUTF8")).toMatch(/^250 /)
+      expect(yield* say("RCPT TO:<zoë@x.test>")).toMatch(/^250 /)
+    }))
+
   it.live("connections past the per-client and total limits get 421 4.7.0", () =>
     Effect.gen(function*() {
       const perClient = yield* serveMemory({ maxConnectionsPerClient: 2 })

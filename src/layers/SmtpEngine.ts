@@ -336,12 +336,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     phase: "mailFrom" | "rcptTo",
     links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts | Key, R>>,
     key: Context.Key<Key, Input>,
-    decode: (address: SMTPServerAddress) => Result.Result<Input, Reject.SmtpRejection>,
+    decode: (address: SMTPServerAddress, session: SMTPServerSession) => Result.Result<Input, Reject.SmtpRejection>,
     record: (envelope: SmtpTransaction.Envelope, input: Input) => SmtpTransaction.Envelope
   ) =>
   (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    const decoded = decode(address)
+    const decoded = decode(address, session)
     const accepted = Result.isFailure(decoded) ? Effect.fail(decoded.failure) : inTransaction(connection, (transaction) =>
       Effect.andThen(
         runChain(links, phase, Context.add(transaction.context, key, decoded.success)),
@@ -355,10 +355,16 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     mailFrom: Option.some(sender)
   }))
 
-  const onRcptTo = transactionPhase("rcptTo", app.rcptTo, RcptTo, decodeRcptTo, (envelope, recipient) => ({
+  const onRcptTo = transactionPhase(
+    "rcptTo",
+    app.rcptTo,
+    RcptTo,
+    (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true),
+    (envelope, recipient) => ({
     ...envelope,
-    rcptTo: [...envelope.rcptTo, recipient]
-  }))
+      rcptTo: [...envelope.rcptTo, recipient]
+    })
+  )
 
   // Whatever the handler did, the rest of the message is read and thrown away so the reply can be sent.
   const drain = (stream: Readable): void => {

@@ -1,0 +1,51 @@
+/**
+ * The soak test's server: effect-smtp with its default protections, storing
+ * only the id of each message. On SIGTERM it prints the `X-Soak-Id` of every stored message as
+ * one JSON line, so the soak can check each 250 was delivered exactly once.
+ * Usage: node bench/soak-server.ts PORT
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Cause, Console, Context, Effect, Exit, Layer, Ref, References, Stream } from "effect"
+import { deliver, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "effect-smtp"
+
+/** Remembers only the `X-Soak-Id` of each stored message, so memory measures the server, not the store. */
+class StoredIds extends Context.Service<StoredIds, Ref.Ref<ReadonlyArray<string>>>()("soak/StoredIds") {}
+
+const idStore = Layer.effect(
+  MessageStore,
+  StoredIds.use((ids) => Effect.succeed(
+    MessageStore.of({
+      store: (_delivery, body) =>
+        Stream.mkUint8Array(body).pipe(
+          Effect.map((bytes) => /X-Soak-Id: (\S+)/.exec(Buffer.from(bytes).toString("latin1"))?.[1] ?? "?"),
+          Effect.tap((id) => Ref.update(ids, (all) => [...all, id]))
+        )
+    })))
+).pipe(Layer.provideMerge(Layer.effect(StoredIds, Ref.make<ReadonlyArray<string>>([]))))
+
+const server = SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+  Layer.provideMerge(idStore),
+  Layer.provide(SmtpServerConfig.layer({
+    host: "127.0.0.1",
+    port: Number(process.argv[2] ?? "0"),
+    maxClients: 1000,
+    maxConnectionsPerClient: 1000,
+    idleTimeout: "10 seconds"
+  })),
+  Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
+)
+
+Effect.gen(function*() {
+  const context = yield* Layer.build(server)
+  yield* Console.log(`listening ${Context.get(context, SmtpServer).address.port}`)
+  yield* Effect.addFinalizer(() =>
+    Effect.flatMap(Ref.get(Context.get(context, StoredIds)), (ids) => Console.log(`stored ${JSON.stringify(ids)}`))
+  )
+  return yield* Effect.never
+}).pipe(
+  Effect.scoped,
+  (program) =>
+    NodeRuntime.runMain(program, {
+      teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
+    })
+)

@@ -1,9 +1,10 @@
 /**
  * The soak test's server: effect-smtp with its default protections, storing
- * only the id of each message. On SIGTERM it prints the `X-Soak-Id` of every stored message as
- * one JSON line, so the soak can check each 250 was delivered exactly once.
- * Usage: node bench/soak-server.ts PORT
+ * only the id of each message. On SIGTERM it writes the `X-Soak-Id` of every stored message to
+ * REPORT as a JSON array, so the soak can check each 250 was delivered exactly once.
+ * Usage: node bench/soak-server.ts PORT REPORT
  */
+import { writeFileSync } from "node:fs"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Context, Effect, Exit, Layer, Ref, References, Stream } from "effect"
 import { deliver, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "effect-smtp"
@@ -23,6 +24,8 @@ const idStore = Layer.effect(
     })))
 ).pipe(Layer.provideMerge(Layer.effect(StoredIds, Ref.make<ReadonlyArray<string>>([]))))
 
+const report = process.argv[3] ?? "soak-stored.json"
+
 const server = SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
   Layer.provideMerge(idStore),
   Layer.provide(SmtpServerConfig.layer({
@@ -39,7 +42,8 @@ Effect.gen(function*() {
   const context = yield* Layer.build(server)
   yield* Console.log(`listening ${Context.get(context, SmtpServer).address.port}`)
   yield* Effect.addFinalizer(() =>
-    Effect.flatMap(Ref.get(Context.get(context, StoredIds)), (ids) => Console.log(`stored ${JSON.stringify(ids)}`))
+    // Written synchronously: stdout to a pipe is asynchronous and the process exits right after.
+    Effect.flatMap(Ref.get(Context.get(context, StoredIds)), (ids) => Effect.sync(() => writeFileSync(report, JSON.stringify(ids))))
   )
   return yield* Effect.never
 }).pipe(

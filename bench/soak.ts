@@ -7,7 +7,9 @@
  * that was smuggled or rejected was). Usage: node bench/soak.ts [SECONDS] [CLIENTS]
  */
 import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
 import { SmtpClient } from "./loadgen.ts"
 
 const seconds = Number(process.argv[2] ?? "60")
@@ -18,7 +20,8 @@ const rssMiB = (pid: number): number => {
   return match === null ? 0 : Number(match[1]) / 1024
 }
 
-const child = spawn(process.execPath, [new URL("./soak-server.ts", import.meta.url).pathname, "0"], {
+const report = path.join(mkdtempSync(path.join(tmpdir(), "effect-smtp-soak-")), "stored.json")
+const child = spawn(process.execPath, [new URL("./soak-server.ts", import.meta.url).pathname, "0", report], {
   stdio: ["ignore", "pipe", "inherit"]
 })
 let output = ""
@@ -102,7 +105,7 @@ rss.end = rssMiB(pid)
 const alive = child.exitCode === null
 child.kill("SIGTERM")
 const exitCode = await new Promise<number | null>((resolve) => child.once("exit", resolve))
-const stored: ReadonlyArray<string> = JSON.parse(/stored (\[.*\])/.exec(output)?.[1] ?? "[]")
+const stored: ReadonlyArray<string> = JSON.parse(readFileSync(report, "utf8"))
 const counts = new Map<string, number>()
 for (const id of stored) counts.set(id, (counts.get(id) ?? 0) + 1)
 const lost = [...acknowledged].filter((id) => counts.get(id) !== 1)

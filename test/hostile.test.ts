@@ -22,6 +22,14 @@ const serveMemory = (options: Options = {}) =>
     return { port: Context.get(context, SmtpServer).address.port, messages: Context.get(context, MemoryMessages) }
   })
 
+/** A server whose auth phase accepts nobody; returns its port. */
+const serveNobodyLogsIn = (options: Options) =>
+  Layer.build(
+    SmtpServer.layer(SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))).pipe(
+      Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, ...options }))
+    )
+  ).pipe(Effect.map((context) => Context.get(context, SmtpServer).address.port))
+
 /** Writes `data` cut into pieces at `cuts`, each piece its own write. */
 const writeInPieces = (client: { write: (data: Buffer) => Effect.Effect<void> }, data: Buffer, cuts: ReadonlyArray<number>) =>
   Effect.forEach(
@@ -138,16 +146,7 @@ describe("hostile input", () => {
 
   it.live("failed AUTH attempts are capped: the third gets 421 4.7.0 and the connection closes", () =>
     Effect.gen(function*() {
-      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))
-      const context = yield* Layer.build(
-        SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({
-          host: "127.0.0.1",
-          port: 0,
-          allowInsecureAuth: true,
-          authFailureDelay: "1 millis"
-        })))
-      )
-      const client = yield* connect(Context.get(context, SmtpServer).address.port)
+      const client = yield* connect(yield* serveNobodyLogsIn({ allowInsecureAuth: true, authFailureDelay: "1 millis" }))
       yield* client.reply
       yield* client.write("EHLO x.test\r\n")
       yield* client.reply
@@ -160,17 +159,9 @@ describe("hostile input", () => {
 
   it.live("AUTH: strict base64, * cancels, and MAIL needs a login when auth is required", () =>
     Effect.gen(function*() {
-      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))
-      const context = yield* Layer.build(
-        SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({
-          host: "127.0.0.1",
-          port: 0,
-          allowInsecureAuth: true,
-          authRequired: true,
-          authFailureDelay: "1 millis"
-        })))
+      const client = yield* connect(
+        yield* serveNobodyLogsIn({ allowInsecureAuth: true, authRequired: true, authFailureDelay: "1 millis" })
       )
-      const client = yield* connect(Context.get(context, SmtpServer).address.port)
       yield* client.reply
       const say = (line: string) => Effect.andThen(client.write(`${line}\r\n`), client.reply)
       yield* say("EHLO x.test")
@@ -185,11 +176,7 @@ describe("hostile input", () => {
 
   it.live("AUTH is not offered or accepted before TLS when TLS is available", () =>
     Effect.gen(function*() {
-      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))
-      const context = yield* Layer.build(
-        SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, tls: fixtureTls })))
-      )
-      const client = yield* connect(Context.get(context, SmtpServer).address.port)
+      const client = yield* connect(yield* serveNobodyLogsIn({ tls: fixtureTls }))
       yield* client.reply
       yield* client.write("EHLO x.test\r\n")
       const ehlo = yield* client.reply

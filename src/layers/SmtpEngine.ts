@@ -12,8 +12,8 @@
 import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
-import type * as tls from "node:tls"
 import { pipeline, type Readable } from "node:stream"
+import * as tls from "node:tls"
 import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
@@ -27,7 +27,7 @@ import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
-import type { Settings } from "./SmtpServerConfig.ts"
+import { SmtpConfigError, type Settings } from "./SmtpServerConfig.ts"
 
 /** A reply error as smtp-server reads it. */
 type ReplyError = Error & { responseCode: number }
@@ -128,8 +128,20 @@ const smtpServerLevels: Record<string, LogLevel.Severity> = {
   fatal: "Error"
 }
 
+/** How the engine treats its connections. */
+export interface Options {
+  /**
+   * Greet without smtp-server's 100 ms wait for clients that talk before the
+   * greeting: for clients known to wait for it (the test kit's).
+   */
+  readonly greetAtOnce?: boolean
+}
+
 /** Builds the engine; it lives as long as the calling scope. */
-export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings) {
+export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings, engineOptions: Options = {}) {
+  if (settings.authRequired && app.auth.length === 0) {
+    return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
+  }
   const services = yield* Effect.context<R>()
   const serverScope = yield* Effect.scope
   const run = Effect.runForkWith(services)
@@ -417,6 +429,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     if (connection === undefined) return
     connections.delete(session)
     const closing = Effect.gen(function*() {
+      yield* Ref.set(connection.ref, snapshot(session))
       yield* Fiber.interruptAll(connection.fibers)
       if (app.close.length > 0) {
         const state = yield* connectionState(connection)
@@ -478,6 +491,25 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   /** smtp-server's connection, taught our reply format and the shutdown rule. */
   class EngineConnection extends SMTPConnection {
+    private greeted = false
+    constructor(...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {
+      super(server, socket, socketOptions)
+      // A socket that is TLS already makes a secure session whatever the listener: the test kit's secure connections.
+      if (socket instanceof tls.TLSSocket && !this.secure) {
+        this.session.secure = this.secure = true
+        this.tlsOptions = socket.getCipher()
+      }
+    }
+    override init(): void {
+      super.init()
+      if (engineOptions.greetAtOnce === true) this.connectionReady()
+    }
+    override connectionReady(next?: () => void): void {
+      // Once only: with greetAtOnce, the early-talker timer of init() still calls it.
+      if (this.greeted) return
+      this.greeted = true
+      super.connectionReady(next)
+    }
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
       // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.

@@ -36,9 +36,6 @@ export class SmtpServer extends Context.Service<SmtpServer, {
 
 const serve = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>) {
   const settings = yield* SmtpServerConfig
-  if (settings.authRequired && app.auth.length === 0) {
-    return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
-  }
   const engine = yield* SmtpEngine.make(app, settings)
   const address = yield* Effect.acquireRelease(
     Effect.callback<AddressInfo, SmtpListenError>((resume) => {

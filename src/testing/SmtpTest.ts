@@ -1,0 +1,148 @@
+/**
+ * An SMTP server for tests that listens nowhere.
+ *
+ * `SmtpTest.layer(app, options)` runs `app` exactly as `SmtpServer.layer`
+ * does (smtp-server and the same adapter, with the app's services taken from
+ * the Layer's context, so mock layers replace them), but no port is opened:
+ * `SmtpTest.connect()` hands smtp-server one end of an in-memory connection
+ * and returns a client on the other. Phase timeouts run on Effect's `Clock`,
+ * and so does the idle timer of the in-memory socket: under `it.effect` both
+ * fire on `TestClock.adjust`. The server records what the app saw of each
+ * connection (its final `SmtpSession` state and its transactions), which the
+ * client reads once the connection has closed.
+ */
+import { Context, Deferred, Effect, Layer, Option, Scope } from "effect"
+import * as net from "node:net"
+import type { SmtpApp } from "../phases/SmtpApp.ts"
+import * as SmtpEngine from "../layers/SmtpEngine.ts"
+import { resolve, type Options, type Settings, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
+import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
+import { SmtpSession } from "../services/SmtpSession.ts"
+import { SmtpTransaction } from "../services/SmtpTransaction.ts"
+import { MemorySocket } from "./MemorySocket.ts"
+import * as SmtpTestClient from "./SmtpTestClient.ts"
+
+/** Where the client connects from, and how. */
+export interface ConnectOptions {
+  /** The client's address: 192.0.2.1 (TEST-NET-1, RFC 5737) unless given. */
+  readonly remoteAddress?: string
+  readonly remotePort?: number
+  /**
+   * TLS from the first byte, as on an implicit TLS port (a real handshake, in
+   * memory). It needs the `tls` setting; the default is the `implicitTls` setting.
+   */
+  readonly secure?: boolean
+}
+
+/**
+ * `app`, reporting what it saw to `seen`: each connection's state when it
+ * closes and each transaction's envelope when it ends. The reports are
+ * finalizers of the connection and transaction scopes, registered before the
+ * app's own state is built; the close phase always builds the connection
+ * state, so every connection reports.
+ */
+const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R> => ({
+  ...app,
+  close: [...app.close, (_inputs, next) => next],
+  connectionState: (around, scope) => {
+    const session = Context.get(around, SmtpSession)
+    const record = seen.get(session.id)
+    return Effect.andThen(
+      record === undefined
+        ? Effect.void
+        : Scope.addFinalizer(scope, Effect.flatMap(session.state, (state) => Deferred.succeed(record.session, state))),
+      app.connectionState(around, scope)
+    )
+  },
+  transactionState: (around, scope) => {
+    const record = seen.get(Context.get(around, SmtpSession).id)
+    const envelope = Context.get(around, SmtpTransaction).envelope
+    return Effect.andThen(
+      record === undefined
+        ? Effect.void
+        : Scope.addFinalizer(scope, Effect.map(envelope, (ended) => void record.transactions.push(ended))),
+      app.transactionState(around, scope)
+    )
+  }
+})
+
+/** Builds the test server into the current scope. */
+const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) {
+  const settings = yield* resolve(options)
+  const seen = new Map<string, SmtpTestClient.Seen>()
+  const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(observe(app, seen), settings, { greetAtOnce: true })
+  const clock = yield* Effect.context<never>()
+  const clientTls = {
+    rejectUnauthorized: false,
+    ...(net.isIP(settings.hostname) === 0 ? { servername: settings.hostname } : {})
+  }
+  let opened = 0
+
+  const open = (options: ConnectOptions) =>
+    Effect.gen(function*() {
+      const secure = options.secure ?? settings.implicitTls
+      if (secure && Option.isNone(settings.tls)) {
+        return yield* new SmtpTestClient.SmtpTestError({ message: "a secure connection needs the tls setting (a certificate)" })
+      }
+      const id = `test${++opened}`
+      const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), transactions: [] }
+      seen.set(id, record)
+      const [client, server] = MemorySocket.pair(clock)
+      const socketOptions = {
+        id,
+        remoteAddress: options.remoteAddress ?? "192.0.2.1",
+        remotePort: options.remotePort ?? 49152,
+        localAddress: settings.host,
+        localPort: settings.port
+      }
+      const connection = { socket: client, seen: record, tls: clientTls }
+      // Dropping the connection waits for the app's close phase, once the engine has the connection.
+      const drop = Effect.sync(() => client.destroy()).pipe(
+        Effect.andThen(Effect.suspend(() => served ? Deferred.await(record.session) : Effect.void))
+      )
+      let served = false
+      if (!secure) {
+        engine.server.connect(server, socketOptions)
+        served = true
+        return { connection, drop }
+      }
+      // The server end goes through smtp-server's own implicit TLS handshake, as a socket of a TLS listener does.
+      engine.server._upgrade(server, (error, tlsSocket) => {
+        if (error !== null || tlsSocket === undefined) return void server.destroy()
+        engine.server.connect(tlsSocket, socketOptions)
+        served = true
+      })
+      return { connection: yield* SmtpTestClient.secure(connection), drop }
+    })
+
+  return SmtpTest.of({
+    settings,
+    connect: (options = {}) =>
+      Effect.acquireRelease(open(options), ({ drop }) => drop).pipe(
+        Effect.flatMap(({ connection }) => SmtpTestClient.make(connection))
+      )
+  })
+})
+
+/** The test server. */
+export class SmtpTest extends Context.Service<SmtpTest, {
+  readonly settings: Settings
+  /** Opens a connection and reads the greeting; the connection is dropped when the scope closes. */
+  readonly connect: (options?: ConnectOptions) => Effect.Effect<SmtpTestClient.SmtpTestClient, SmtpTestClient.SmtpTestError, Scope.Scope>
+}>()("effect-smtp/SmtpTest") {
+  /** Builds the test server into the current scope. */
+  static readonly make = make
+
+  /** Serves `app` in memory, with the settings `options` (validated as `SmtpServerConfig.layer` does). */
+  static readonly layer = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}): Layer.Layer<SmtpTest, SmtpConfigError, R> =>
+    Layer.effect(SmtpTest, make(app, options))
+
+  /** Opens a connection to the test server of the context. */
+  static readonly connect = (
+    options?: ConnectOptions
+  ): Effect.Effect<SmtpTestClient.SmtpTestClient, SmtpTestClient.SmtpTestError, SmtpTest | Scope.Scope> =>
+    SmtpTest.use((server) => server.connect(options))
+
+  /** The messages a `MessageStore.layerMemory` store accepted (envelope, session and bytes), in order. */
+  static readonly messages: Effect.Effect<ReadonlyArray<StoredMessage>, never, MemoryMessages> = Effect.flatten(MemoryMessages)
+}

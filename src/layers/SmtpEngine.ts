@@ -425,7 +425,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   }
 
   const onClose = (session: SMTPServerSession): void => {
-    const connection = connections.get(session)
+    // A connection no phase ran for still gets its close phase, unless it closed before smtp-server greeted it.
+    const connection = connections.get(session) ?? (session.envelope === undefined ? undefined : connectionOf(session))
     if (connection === undefined) return
     connections.delete(session)
     const closing = Effect.gen(function*() {

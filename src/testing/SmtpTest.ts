@@ -15,7 +15,7 @@ import { Context, Deferred, Effect, Layer, Option, Scope } from "effect"
 import * as net from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../layers/SmtpEngine.ts"
-import { resolve, type Options, type Settings, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
+import { resolve, type Options, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 import { SmtpTransaction } from "../services/SmtpTransaction.ts"
@@ -26,6 +26,7 @@ import * as SmtpTestClient from "./SmtpTestClient.ts"
 export interface ConnectOptions {
   /** The client's address: 192.0.2.1 (TEST-NET-1, RFC 5737) unless given. */
   readonly remoteAddress?: string
+  /** The client's port: 49152 unless given. */
   readonly remotePort?: number
   /**
    * TLS from the first byte, as on an implicit TLS port (a real handshake, in
@@ -38,33 +39,29 @@ export interface ConnectOptions {
  * `app`, reporting what it saw to `seen`: each connection's state when it
  * closes and each transaction's envelope when it ends. The reports are
  * finalizers of the connection and transaction scopes, registered before the
- * app's own state is built; the close phase always builds the connection
- * state, so every connection reports.
+ * app's own state is built; the close phase builds the connection state, and
+ * there always is one, so every connection reports.
  */
-const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R> => ({
-  ...app,
-  close: [...app.close, (_inputs, next) => next],
-  connectionState: (around, scope) => {
-    const session = Context.get(around, SmtpSession)
-    const record = seen.get(session.id)
-    return Effect.andThen(
-      record === undefined
-        ? Effect.void
-        : Scope.addFinalizer(scope, Effect.flatMap(session.state, (state) => Deferred.succeed(record.session, state))),
-      app.connectionState(around, scope)
-    )
-  },
-  transactionState: (around, scope) => {
+const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R> => {
+  const onEnd = (around: Context.Context<SmtpSession>, scope: Scope.Scope, report: (record: SmtpTestClient.Seen) => Effect.Effect<unknown>) => {
     const record = seen.get(Context.get(around, SmtpSession).id)
-    const envelope = Context.get(around, SmtpTransaction).envelope
-    return Effect.andThen(
-      record === undefined
-        ? Effect.void
-        : Scope.addFinalizer(scope, Effect.map(envelope, (ended) => void record.transactions.push(ended))),
-      app.transactionState(around, scope)
-    )
+    return record === undefined ? Effect.void : Scope.addFinalizer(scope, report(record))
   }
-})
+  return {
+    ...app,
+    close: [...app.close, (_inputs, next) => next],
+    connectionState: (around, scope) =>
+      Effect.andThen(
+        onEnd(around, scope, (record) => Effect.flatMap(Context.get(around, SmtpSession).state, (state) => Deferred.succeed(record.session, state))),
+        app.connectionState(around, scope)
+      ),
+    transactionState: (around, scope) =>
+      Effect.andThen(
+        onEnd(around, scope, (record) => Effect.map(Context.get(around, SmtpTransaction).envelope, (envelope) => record.transactions.push(envelope))),
+        app.transactionState(around, scope)
+      )
+  }
+}
 
 /** Builds the test server into the current scope. */
 const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) {
@@ -96,11 +93,11 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
         localPort: settings.port
       }
       const connection = { socket: client, seen: record, tls: clientTls }
+      let served = false
       // Dropping the connection waits for the app's close phase, once the engine has the connection.
       const drop = Effect.sync(() => client.destroy()).pipe(
         Effect.andThen(Effect.suspend(() => served ? Deferred.await(record.session) : Effect.void))
       )
-      let served = false
       if (!secure) {
         engine.server.connect(server, socketOptions)
         served = true
@@ -116,7 +113,6 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
     })
 
   return SmtpTest.of({
-    settings,
     connect: (options = {}) =>
       Effect.acquireRelease(open(options), ({ drop }) => drop).pipe(
         Effect.flatMap(({ connection }) => SmtpTestClient.make(connection))
@@ -126,7 +122,6 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
 
 /** The test server. */
 export class SmtpTest extends Context.Service<SmtpTest, {
-  readonly settings: Settings
   /** Opens a connection and reads the greeting; the connection is dropped when the scope closes. */
   readonly connect: (options?: ConnectOptions) => Effect.Effect<SmtpTestClient.SmtpTestClient, SmtpTestClient.SmtpTestError, Scope.Scope>
 }>()("effect-smtp/SmtpTest") {

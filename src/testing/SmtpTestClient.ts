@@ -95,7 +95,7 @@ const parseReply = (code: number, texts: ReadonlyArray<string>): Reply => {
 }
 
 /** The body of DATA: CRLF line ends, dot-stuffed, ending with the `.` line. */
-export const encodeMessage = (message: string | Uint8Array): Buffer => {
+const encodeMessage = (message: string | Uint8Array): Buffer => {
   const lines = Buffer.from(message).toString("latin1").split(/\r?\n/)
   if (lines.at(-1) === "") lines.pop()
   const body = lines.map((line) => line.startsWith(".") ? `.${line}` : line).join("\r\n")

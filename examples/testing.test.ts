@@ -39,11 +39,10 @@ export const app = SmtpApp.empty.pipe(
   )
 )
 
-// The test: in memory (the kit never listens, and this file fails if anything did), mock layers, fake clock.
+// The test: no port (and this file fails if anything listens), mock layers, fake clock.
 const listen = vi.spyOn(net.Server.prototype, "listen")
 afterAll(() => expect(listen).not.toHaveBeenCalled())
-
-const TestServer = SmtpTest.layer(app).pipe(Layer.provide([
+const TestServer = SmtpTest.layer(app, { allowInsecureAuth: true }).pipe(Layer.provide([ // in memory: AUTH without TLS
   Users.layerTest({ alice: "secret" }),
   Layer.mock(Mailboxes, { exists: (to) => to.startsWith("slow@") ? Effect.never : Effect.succeed(to === "bob@example.com") })
 ]))
@@ -53,7 +52,9 @@ layer(TestServer)("mail server", (it) => {
     Effect.gen(function*() {
       const client = yield* SmtpTest.connect()
       yield* client.ehlo("client.example")
-      expect(yield* client.auth({ method: "PLAIN", username: "alice", password: "nope" })).toMatchObject({ code: 535, enhanced: "5.7.8" })
+      const wrong = yield* Effect.forkChild(client.auth({ method: "PLAIN", username: "alice", password: "nope" }))
+      yield* TestClock.adjust("1 second") // a failed AUTH is answered after a delay, here on the fake clock
+      expect(yield* Fiber.join(wrong)).toMatchObject({ code: 535, enhanced: "5.7.8" })
       expect(yield* client.auth({ method: "PLAIN", username: "alice", password: "secret" })).toMatchObject({ code: 235 })
     }))
   it.effect("checks recipients with Mailboxes, within the rcpt phase timeout", () =>

@@ -8,7 +8,6 @@ import { afterAll, afterEach, describe, expect, it, layer, vi } from "@effect/vi
 import { Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import * as net from "node:net"
-import tlsDefaults from "smtp-server/lib/tls-options.js"
 import {
   Credentials,
   deliver,
@@ -23,16 +22,13 @@ import {
   type SmtpConfigError
 } from "../src/index.ts"
 import { SmtpTest, SmtpTestError } from "../src/testing/index.ts"
+import { fixtureTls } from "./support.ts"
 
 const listen = vi.spyOn(net.Server.prototype, "listen").mockImplementation(() => {
   throw new Error("a port was opened")
 })
 afterEach(() => expect(listen).not.toHaveBeenCalled())
 afterAll(() => listen.mockRestore())
-
-/** smtp-server's built-in test certificate: its key is public, which is fine in memory. */
-const { cert, key } = tlsDefaults()
-const certificate = { cert: String(cert), key: Redacted.make(String(key)) }
 
 const localPart = (address: { readonly mailbox: { readonly localPart: string } }) => address.mailbox.localPart
 
@@ -81,6 +77,18 @@ describe("SmtpTest", () => {
       expect(ehlo.code).toBe(250)
       expect(ehlo.lines).toContain("PIPELINING")
       expect(ehlo.lines[0]).toBe("mx.test Nice to meet you, [192.0.2.1]")
+    }))
+
+  it.effect("lets the engine refuse a connection before any session", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(SmtpApp.empty, { maxConnectionsPerClient: 1 })
+      const first = yield* server.connect()
+      const second = yield* server.connect()
+      expect(second.greeting).toMatchObject({ code: 421, enhanced: "4.7.0" })
+      yield* second.closed
+      expect(yield* Effect.flip(second.session)).toBeInstanceOf(SmtpTestError)
+      expect((yield* server.connect({ remoteAddress: "192.0.2.2" })).greeting.code).toBe(220)
+      expect(yield* first.quit).toMatchObject({ code: 221 })
     }))
 
   it.effect("answers pipelined commands one at a time, in order", () =>
@@ -165,19 +173,22 @@ describe("SmtpTest", () => {
           return (yield* users.check(credentials.username, Redacted.value(credentials.password))) ? undefined : yield* next
         })
       ))
-      const server = yield* SmtpTest.make(app).pipe(
+      const server = yield* SmtpTest.make(app, { tls: fixtureTls, authFailureDelay: "1 second" }).pipe(
         Effect.provide(Layer.mock(Users, { check: (username, password) => Effect.succeed(username === "alice" && password === "s3cret") }))
       )
       const plain = yield* server.connect()
       yield* plain.ehlo("client.test")
-      expect(yield* plain.auth({ method: "PLAIN", username: "alice", password: "wrong" })).toMatchObject({ code: 535, enhanced: "5.7.8" })
-      expect(yield* plain.auth({ method: "PLAIN", username: "alice", password: "s3cret" })).toMatchObject({ code: 235, enhanced: "2.7.0" })
-      yield* plain.quit
-      expect(yield* plain.session).toMatchObject({ username: Option.some("alice"), transmissionType: "ESMTPA" })
-      const login = yield* server.connect()
-      yield* login.ehlo("client.test")
-      expect(yield* login.auth({ method: "LOGIN", username: "mallory", password: "s3cret" })).toMatchObject({ code: 535 })
-      expect(yield* login.auth({ method: "LOGIN", username: "alice", password: "s3cret" })).toMatchObject({ code: 235 })
+      expect(yield* plain.auth({ method: "PLAIN", username: "alice", password: "s3cret" })).toMatchObject({ code: 500, enhanced: "5.5.2" })
+      const client = yield* server.connect({ secure: true })
+      yield* client.ehlo("client.test")
+      const wrong = yield* Effect.forkChild(client.auth({ method: "PLAIN", username: "alice", password: "wrong" }))
+      yield* TestClock.adjust("999 millis")
+      expect(wrong.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(wrong)).toMatchObject({ code: 535, enhanced: "5.7.8" })
+      expect(yield* client.auth({ method: "LOGIN", username: "alice", password: "s3cret" })).toMatchObject({ code: 235, enhanced: "2.7.0" })
+      yield* client.quit
+      expect(yield* client.session).toMatchObject({ username: Option.some("alice"), transmissionType: "ESMTPSA" })
     }))
 
   it.effect("turns a handler that runs past its phase timeout into 451 4.4.1 under the fake clock", () =>
@@ -279,7 +290,7 @@ describe("SmtpTest", () => {
     Effect.gen(function*() {
       const secured = yield* Ref.make(0)
       const app = SmtpApp.empty.pipe(SmtpApp.onSecure((next) => Effect.andThen(Ref.update(secured, (n) => n + 1), next)))
-      const client = yield* (yield* SmtpTest.make(app, { hostname: "mx.test", tls: certificate })).connect()
+      const client = yield* (yield* SmtpTest.make(app, { hostname: "mx.test", tls: fixtureTls })).connect()
       expect((yield* client.ehlo("client.test")).lines).toContain("STARTTLS")
       expect(yield* client.starttls).toMatchObject({ code: 220, enhanced: "2.0.0" })
       // smtp-server reads the next command once the app's secure phase has run.
@@ -296,7 +307,7 @@ describe("SmtpTest", () => {
     Effect.gen(function*() {
       const secured = yield* Ref.make(0)
       const app = SmtpApp.empty.pipe(SmtpApp.onSecure((next) => Effect.andThen(Ref.update(secured, (n) => n + 1), next)))
-      const server = yield* SmtpTest.make(app, { tls: certificate })
+      const server = yield* SmtpTest.make(app, { tls: fixtureTls })
       const client = yield* server.connect({ secure: true })
       expect(client.greeting.code).toBe(220)
       expect(yield* Ref.get(secured)).toBe(1)

@@ -19,7 +19,7 @@ import { resolve, type Options, type SmtpConfigError } from "../layers/SmtpServe
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 import { SmtpTransaction } from "../services/SmtpTransaction.ts"
-import { MemorySocket } from "./MemorySocket.ts"
+import { MemorySocket, type StreamSocket } from "./MemorySocket.ts"
 import * as SmtpTestClient from "./SmtpTestClient.ts"
 
 /** Where the client connects from, and how. */
@@ -93,21 +93,28 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
         localPort: settings.port
       }
       const connection = { socket: client, seen: record, tls: clientTls }
-      let served = false
-      // Dropping the connection waits for the app's close phase, once the engine has the connection.
-      const drop = Effect.sync(() => client.destroy()).pipe(
-        Effect.andThen(Effect.suspend(() => served ? Deferred.await(record.session) : Effect.void))
-      )
+      const refused = () =>
+        Deferred.doneUnsafe(
+          record.session,
+          Effect.fail(new SmtpTestClient.SmtpTestError({ message: "the server refused the connection before a session started" }))
+        )
+      // The engine takes the connection, or refuses it (a connection limit) before any session starts.
+      const serve = (socket: StreamSocket) => {
+        const before = engine.connections()
+        engine.server.connect(socket, socketOptions)
+        if (engine.connections() === before) refused()
+      }
+      // Dropping the connection waits for the app's close phase.
+      const drop = Effect.sync(() => client.destroy()).pipe(Effect.andThen(Effect.ignore(Deferred.await(record.session))))
       if (!secure) {
-        engine.server.connect(server, socketOptions)
-        served = true
+        serve(server)
         return { connection, drop }
       }
       // The server end goes through smtp-server's own implicit TLS handshake, as a socket of a TLS listener does.
       engine.server._upgrade(server, (error, tlsSocket) => {
-        if (error !== null || tlsSocket === undefined) return void server.destroy()
-        engine.server.connect(tlsSocket, socketOptions)
-        served = true
+        if (error === null && tlsSocket !== undefined) return serve(tlsSocket)
+        refused()
+        server.destroy()
       })
       return { connection: yield* SmtpTestClient.secure(connection), drop }
     })

@@ -42,7 +42,7 @@ export interface Mail {
 /** What the app saw of a connection, recorded by the test server. */
 export interface Seen {
   /** The session's final state, once the connection has closed and its close phase has run. */
-  readonly session: Deferred.Deferred<SmtpSession.State>
+  readonly session: Deferred.Deferred<SmtpSession.State, SmtpTestError>
   /** Every transaction's envelope as it ended, in order. */
   readonly transactions: Array<SmtpTransaction.Envelope>
 }
@@ -77,10 +77,13 @@ export interface SmtpTestClient {
   readonly reply: Effect.Effect<Reply, SmtpTestError>
   /** Waits until the connection has closed and the app's close phase has run. */
   readonly closed: Effect.Effect<void>
-  /** The final `SmtpSession` state: waits until the connection has closed. */
-  readonly session: Effect.Effect<SmtpSession.State>
-  /** The envelope of each transaction of the connection: waits until it has closed. */
-  readonly transactions: Effect.Effect<ReadonlyArray<SmtpTransaction.Envelope>>
+  /**
+   * The final `SmtpSession` state: waits until the connection has closed. It
+   * fails for a connection the server refused before a session started.
+   */
+  readonly session: Effect.Effect<SmtpSession.State, SmtpTestError>
+  /** The envelope of each transaction the app saw on the connection: waits until it has closed. */
+  readonly transactions: Effect.Effect<ReadonlyArray<SmtpTransaction.Envelope>, SmtpTestError>
 }
 
 const REPLY_LINE = /^(\d{3})([ -]?)(.*)$/
@@ -271,7 +274,7 @@ export const make = (connection: Connection): Effect.Effect<SmtpTestClient, Smtp
       rset: command("RSET"),
       quit: command("QUIT"),
       reply,
-      closed: Effect.asVoid(session),
+      closed: Effect.ignore(session),
       session,
       transactions: Effect.as(session, connection.seen.transactions)
     } satisfies SmtpTestClient

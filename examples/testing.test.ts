@@ -22,7 +22,7 @@ class Mailboxes extends Context.Service<Mailboxes, {
   readonly exists: (address: string) => Effect.Effect<boolean>
 }>()("app/Mailboxes") {}
 
-export const app = SmtpApp.empty.pipe(
+const app = SmtpApp.empty.pipe(
   SmtpApp.onAuth((next) =>
     Effect.gen(function*() {
       const { password, username } = yield* Credentials

@@ -21,6 +21,7 @@ import {
   SmtpSession,
   type SmtpConfigError
 } from "../src/index.ts"
+import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { SmtpTest, SmtpTestError } from "../src/testing/index.ts"
 import { fixtureTls } from "./support.ts"
 
@@ -44,6 +45,15 @@ const recipients = SmtpApp.onRcptTo((next) =>
 )
 
 const message = "Subject: dots\n\n.leading dot\n..two dots\n.\nlast line\n"
+
+/** A connection whose `RCPT TO:<slow@example.com>` is with the app, in a forked fiber. */
+const slowRecipient = (options: Options) =>
+  Effect.gen(function*() {
+    const client = yield* (yield* SmtpTest.make(SmtpApp.empty.pipe(recipients), options)).connect()
+    yield* client.ehlo("client.test")
+    yield* client.mailFrom("alice@example.com")
+    return { client, slow: yield* Effect.forkChild(client.rcptTo("slow@example.com")) }
+  })
 
 describe("SmtpTest", () => {
   it.effect("the port guard catches a server that listens", () =>
@@ -193,11 +203,7 @@ describe("SmtpTest", () => {
 
   it.effect("turns a handler that runs past its phase timeout into 451 4.4.1 under the fake clock", () =>
     Effect.gen(function*() {
-      const server = yield* SmtpTest.make(SmtpApp.empty.pipe(recipients), { phaseTimeouts: { rcptTo: "10 seconds" } })
-      const client = yield* server.connect()
-      yield* client.ehlo("client.test")
-      yield* client.mailFrom("alice@example.com")
-      const slow = yield* Effect.forkChild(client.rcptTo("slow@example.com"))
+      const { client, slow } = yield* slowRecipient({ phaseTimeouts: { rcptTo: "10 seconds" } })
       yield* TestClock.adjust("9 seconds")
       expect(slow.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("1 second")
@@ -222,14 +228,7 @@ describe("SmtpTest", () => {
 
   it.effect("does not count idle time while the app is still answering", () =>
     Effect.gen(function*() {
-      const server = yield* SmtpTest.make(SmtpApp.empty.pipe(recipients), {
-        idleTimeout: "1 minute",
-        phaseTimeouts: { rcptTo: "5 minutes" }
-      })
-      const client = yield* server.connect()
-      yield* client.ehlo("client.test")
-      yield* client.mailFrom("alice@example.com")
-      const slow = yield* Effect.forkChild(client.rcptTo("slow@example.com"))
+      const { client, slow } = yield* slowRecipient({ idleTimeout: "1 minute", phaseTimeouts: { rcptTo: "5 minutes" } })
       yield* TestClock.adjust("4 minutes")
       expect(slow.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("1 minute")

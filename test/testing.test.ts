@@ -78,9 +78,9 @@ describe("SmtpTest", () => {
         })
       ))
       const server = yield* SmtpTest.make(app, { hostname: "mx.test" })
-      const refused = yield* server.connect({ remoteAddress: "203.0.113.9" })
+      const refused = yield* server.connect({ remoteAddress: "203.0.113.9", remotePort: 40025 })
       expect(refused.greeting).toEqual({ code: 554, enhanced: "5.7.1", lines: ["Access denied"] })
-      expect((yield* refused.session).remoteAddress).toBe("203.0.113.9")
+      expect(yield* refused.session).toMatchObject({ remoteAddress: "203.0.113.9", remotePort: 40025 })
       const welcome = yield* server.connect()
       expect(welcome.greeting).toEqual({ code: 220, enhanced: undefined, lines: ["mx.test ESMTP"] })
       const ehlo = yield* welcome.ehlo("client.test")
@@ -316,8 +316,13 @@ describe("SmtpTest", () => {
       const plain = yield* server.connect()
       yield* plain.quit
       expect(yield* plain.session).toMatchObject({ secure: false, tls: Option.none() })
-      const insecure = yield* SmtpTest.make(app)
-      expect(yield* Effect.flip(insecure.connect({ secure: true }))).toBeInstanceOf(SmtpTestError)
+      const noCertificate = yield* SmtpTest.make(app)
+      expect(yield* Effect.flip(noCertificate.connect({ secure: true }))).toBeInstanceOf(SmtpTestError)
+      const implicit = yield* SmtpTest.make(app, { tls: fixtureTls, implicitTls: true })
+      expect(yield* Effect.flip(implicit.connect({ secure: false }))).toBeInstanceOf(SmtpTestError)
+      const byDefault = yield* implicit.connect()
+      yield* byDefault.quit
+      expect(yield* byDefault.session).toMatchObject({ secure: true, tls: Option.some({ protocol: "TLSv1.3" }) })
     }))
 
   it.effect("fails like SmtpServer.layer on settings that cannot work", () =>

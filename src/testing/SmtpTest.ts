@@ -30,7 +30,8 @@ export interface ConnectOptions {
   readonly remotePort?: number
   /**
    * TLS from the first byte, as on an implicit TLS port (a real handshake, in
-   * memory). It needs the `tls` setting; the default is the `implicitTls` setting.
+   * memory). It needs the `tls` setting; the default, and the only choice
+   * with `implicitTls`, is the `implicitTls` setting.
    */
   readonly secure?: boolean
 }
@@ -80,6 +81,9 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
       const secure = options.secure ?? settings.implicitTls
       if (secure && Option.isNone(settings.tls)) {
         return yield* new SmtpTestClient.SmtpTestError({ message: "a secure connection needs the tls setting (a certificate)" })
+      }
+      if (!secure && settings.implicitTls) {
+        return yield* new SmtpTestClient.SmtpTestError({ message: "an implicit TLS server takes secure connections only" })
       }
       const id = `test${++opened}`
       const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), transactions: [] }

@@ -20,11 +20,15 @@ export interface StreamSocket extends Duplex {
   readonly readyState: string
 }
 
+// smtp-server's types ask for a `net.Socket`, but its connection reads and
+// writes the socket as a stream and uses nothing else of it but `setTimeout`
+// and `readyState` (a `tls.TLSSocket` wraps any stream the same way): these
+// overloads say so, for the in-memory socket, without a cast.
 declare module "smtp-server" {
   interface SMTPServer {
-    /** Serves a connection on any stream socket: smtp-server reads it as a stream and only times and queries it besides. */
+    /** Serves a connection on a stream socket. */
     connect(socket: StreamSocket, socketOptions?: SMTPConnectionOptions | null): void
-    /** The implicit TLS handshake, on any stream socket. */
+    /** The implicit TLS handshake, on a stream socket. */
     _upgrade(socket: StreamSocket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void
   }
 }

@@ -50,6 +50,10 @@ export class MessageGuard extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     if (this.verdict !== undefined) return done()
+    if (this.clean(chunk)) {
+      this.push(chunk)
+      return done()
+    }
     const out = this.scan(chunk)
     if (this.verdict === undefined && out.length > 0) this.push(out)
     done()
@@ -70,12 +74,48 @@ export class MessageGuard extends Transform {
     return true
   }
 
+  /**
+   * The common case, with native searches: every LF follows a CR, every CR is
+   * followed by an LF, no NUL, no line too long. Updates the state only when
+   * it answers true; otherwise `scan` decides byte by byte.
+   */
+  private clean(chunk: Buffer): boolean {
+    if (chunk.length === 0) return true
+    if (chunk.indexOf(NUL) !== -1) return false
+    if (this.pendingCR !== (chunk[0] === LF) || this.crWithheld) return false
+    const last = chunk.length - 1
+    for (let cr = chunk.indexOf(CR); cr !== -1 && cr < last; cr = chunk.indexOf(CR, cr + 1)) {
+      if (chunk[cr + 1] !== LF) return false
+    }
+    let lineStart = this.pendingCR ? 1 : 0
+    let carried = this.pendingCR ? 0 : this.lineLength
+    for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) {
+      if (lf === 0 || chunk[lf - 1] !== CR) return false
+      if (carried + lf - 1 - lineStart > this.policy.maxLineLength) return false
+      lineStart = lf + 1
+      carried = 0
+    }
+    const tailCR = chunk[last] === CR
+    const tailEnd = tailCR ? last : chunk.length
+    const tailLength = carried + tailEnd - lineStart
+    if (tailLength > this.policy.maxLineLength) return false
+    this.pendingCR = tailCR
+    this.lineLength = tailLength
+    return true
+  }
+
   /** Returns the bytes to pass on: `chunk` itself unless something had to be rewritten. */
   private scan(chunk: Buffer): Buffer {
     let rewritten: Array<number> | undefined
     const copyUpTo = (i: number): Array<number> => rewritten ??= Array.from(chunk.subarray(0, i))
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!
+      if (byte === NUL) {
+        // Stripped NULs are transparent: CR NUL LF is a line break.
+        if (this.violation(nulByte)) return chunk
+        copyUpTo(i)
+        continue
+      }
       if (this.pendingCR) {
         this.pendingCR = false
         this.lineLength = 0
@@ -97,11 +137,6 @@ export class MessageGuard extends Transform {
         if (this.violation(bareLineEnding)) return chunk
         copyUpTo(i).push(CR, LF)
         this.lineLength = 0
-        continue
-      }
-      if (byte === NUL) {
-        if (this.violation(nulByte)) return chunk
-        copyUpTo(i)
         continue
       }
       if (++this.lineLength > this.policy.maxLineLength) {

@@ -8,9 +8,10 @@
  * general-purpose adapter.
  */
 import { Cause, Effect, Stream } from "effect"
-import type * as Arr from "effect/Array"
+import * as Arr from "effect/Array"
 import type { Readable } from "node:stream"
 import * as Reject from "../phases/Reject.ts"
+import type { MessageGuard } from "./MessageGuard.ts"
 
 /** The reply for a message over the size limit. */
 export const tooBig: Reject.SmtpRejection = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
@@ -21,32 +22,35 @@ export const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 
 /**
- * `readable` as a stream that fails with `tooBig` past `maxBytes`, and with
- * `verdict()` as soon as that says the message is rejected.
+ * `readable` as a stream of the bytes `guard` passes, failing with `tooBig`
+ * past `maxBytes` and with the guard's verdict as soon as it has one.
  */
 export const fromReadable = (
   readable: Readable,
   maxBytes: number,
-  verdict: () => Reject.SmtpRejection | undefined = () => undefined
+  guard: MessageGuard
 ): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
   Stream.fromPull(Effect.sync(() => {
     let seen = 0
+    let finished = false
     // Takes what is buffered: a batch, the end, an error, or nothing yet.
     const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
-      const rejected = verdict()
-      if (rejected !== undefined) return Effect.fail(rejected)
       if (readable.errored !== null) return Effect.fail(readFailed)
-      const first: Uint8Array | null = readable.read()
-      if (first !== null) {
-        const batch: [Uint8Array, ...Array<Uint8Array>] = [first]
-        seen += first.length
-        for (let next: Uint8Array | null = readable.read(); next !== null; next = readable.read()) {
-          batch.push(next)
-          seen += next.length
-        }
-        return seen > maxBytes ? Effect.fail(tooBig) : Effect.succeed(batch)
+      const batch: Array<Uint8Array> = []
+      for (let next: Buffer | null = readable.read(); next !== null; next = readable.read()) {
+        const passed = guard.pass(next)
+        if (passed.length > 0) batch.push(passed)
+        seen += passed.length
       }
-      if (readable.readableEnded) return Cause.done()
+      if (readable.readableEnded && !finished) {
+        finished = true
+        const tail = guard.finish()
+        if (tail.length > 0) batch.push(tail)
+      }
+      if (guard.verdict !== undefined) return Effect.fail(guard.verdict)
+      if (seen > maxBytes) return Effect.fail(tooBig)
+      if (Arr.isReadonlyArrayNonEmpty(batch)) return Effect.succeed(batch)
+      if (finished) return Cause.done()
       if (readable.destroyed) return Effect.fail(readFailed)
       return undefined
     }
@@ -72,3 +76,23 @@ export const fromReadable = (
       return Effect.sync(detach)
     })
   }))
+
+/**
+ * Reads and discards what the handler left, still through `guard`, then
+ * calls `then`: the reply can only be decided once the whole body was seen.
+ */
+export const drain = (readable: Readable, guard: MessageGuard, then: () => void): void => {
+  let done = false
+  const end = () => {
+    if (done) return
+    done = true
+    if (!readable.destroyed) guard.finish()
+    then()
+  }
+  if (readable.readableEnded || readable.destroyed) return end()
+  readable.removeAllListeners("readable")
+  readable.on("data", (chunk: Buffer) => guard.pass(chunk))
+  readable.once("end", end)
+  readable.once("close", end)
+  readable.resume()
+}

@@ -7,9 +7,9 @@
  * with `reject` (the default) nothing more is passed on from the first one and
  * the message gets `550 5.5.2`; with `normalize` it becomes CRLF. NUL bytes
  * are rejected (or stripped), and a line longer than the limit is rejected.
- * The check keeps a couple of bytes of state, so memory stays bounded.
+ * The check keeps a couple of bytes of state, so memory stays bounded. It runs
+ * on every byte, whether the handler reads the body or the adapter drains it.
  */
-import { Transform, type TransformCallback } from "node:stream"
 import * as Reject from "../phases/Reject.ts"
 
 /** What to do with message content that breaks the rules. */
@@ -23,6 +23,7 @@ export interface Policy {
 const CR = 0x0d
 const LF = 0x0a
 const NUL = 0x00
+const EMPTY = Buffer.alloc(0)
 
 export const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
   550,
@@ -33,37 +34,36 @@ export const nulByte: Reject.SmtpRejection = Reject.permanent(550, "5.6.0", "Mes
 export const lineTooLong = (limit: number): Reject.SmtpRejection =>
   Reject.permanent(550, "5.6.0", `Message has a line longer than ${limit} bytes`)
 
-/** A pass-through stream that enforces `policy`; `verdict` is set once the message must be rejected. */
-export class MessageGuard extends Transform {
+/**
+ * Checks a body chunk by chunk, in order: `pass` returns the bytes to hand on
+ * (the chunk itself unless something was rewritten), `finish` the bytes held
+ * back at the end. Once `verdict` is set, nothing more is handed on.
+ */
+export class MessageGuard {
   verdict: Reject.SmtpRejection | undefined = undefined
   private readonly policy: Policy
   /** The last byte seen was a CR, and the next byte decides whether it was bare. */
   private pendingCR = false
-  /** That CR has not been passed on yet (it was held back from a rewritten chunk). */
+  /** That CR has not been handed on yet (it was held back from a rewritten chunk). */
   private crWithheld = false
   private lineLength = 0
 
   constructor(policy: Policy) {
-    super()
     this.policy = policy
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    if (this.verdict !== undefined) return done()
-    if (this.clean(chunk)) {
-      this.push(chunk)
-      return done()
-    }
+  pass(chunk: Buffer): Buffer {
+    if (this.verdict !== undefined) return EMPTY
+    if (this.clean(chunk)) return chunk
     const out = this.scan(chunk)
-    if (this.verdict === undefined && out.length > 0) this.push(out)
-    done()
+    return this.verdict === undefined ? out : EMPTY
   }
 
-  override _flush(done: TransformCallback): void {
-    if (this.pendingCR && this.verdict === undefined && !this.violation(bareLineEnding)) {
-      this.push(Buffer.from(this.crWithheld ? [CR, LF] : [LF]))
-    }
-    done()
+  finish(): Buffer {
+    if (!this.pendingCR || this.verdict !== undefined) return EMPTY
+    this.pendingCR = false
+    if (this.violation(bareLineEnding)) return EMPTY
+    return Buffer.from(this.crWithheld ? [CR, LF] : [LF])
   }
 
   /** Records a violation; false when the policy rewrites it instead. */

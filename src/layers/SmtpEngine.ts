@@ -12,7 +12,6 @@
 import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
-import { pipeline, type Readable } from "node:stream"
 import * as tls from "node:tls"
 import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
@@ -378,25 +377,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     })
   )
 
-  // Whatever the handler did, the rest of the message is read and thrown away so the reply can be sent.
-  const drain = (stream: Readable): void => {
-    if (stream.readableEnded || stream.destroyed) return
-    stream.removeAllListeners("readable")
-    stream.removeAllListeners("data")
-    stream.resume()
-  }
-
-  const whenEnded = (stream: Readable, then: () => void): void => {
-    if (stream.readableEnded || stream.destroyed) return then()
-    const once = () => {
-      stream.off("end", once)
-      stream.off("close", once)
-      then()
-    }
-    stream.on("end", once)
-    stream.on("close", once)
-  }
-
   const policy: MessageGuard.Policy = {
     bareLineEndings: settings.bareLineEndings,
     nulBytes: settings.nulBytes,
@@ -405,22 +385,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    // Every byte passes the guard; a client reset mid-message ends both streams without an unhandled error.
+    // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
-    pipeline(stream, guard, () => undefined)
-    const message = Message.of({
-      stream: MessageBody.fromReadable(guard, settings.maxMessageSize, () => guard.verdict)
-    })
+    const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
     runPhase(
       connection,
       "data",
       inTransaction(connection, (transaction) => runChain(app.data, "data", Context.add(transaction.context, Message, message)))
         .pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
-      (exit) => {
+      (exit) =>
         // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-        drain(guard)
-        whenEnded(guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
-      }
+        MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
     )
   }
 

@@ -4,11 +4,29 @@
  * become temporary replies, and the server keeps serving.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Context, Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction } from "../src/index.ts"
+import type { Options } from "../src/layers/SmtpServerConfig.ts"
+import { SmtpTest, type SmtpTestClient } from "../src/testing/index.ts"
+import type { Reply } from "../src/testing/SmtpTestClient.ts"
 import { connect, fixtureTls, send, serve } from "./support.ts"
 
 const tls = fixtureTls
+
+/** Serves `app` in memory (no socket: the protocol is all these tests need), says EHLO, returns the client. */
+const kitSession = <Cs, Ts, R>(app: SmtpApp.SmtpApp<Cs, Ts, R>, options: Options = {}) =>
+  Effect.gen(function*() {
+    const server = yield* SmtpTest.make(app, options)
+    const client = yield* server.connect()
+    yield* client.ehlo("client.test")
+    return client
+  })
+
+/** A reply as one line: code, enhanced code, text. */
+const line = (reply: Reply) => [reply.code, reply.enhanced, reply.lines.join(" ")].filter((part) => part !== undefined).join(" ")
+
+const say = (client: SmtpTestClient, text: string) => Effect.map(client.command(text), line)
 
 /** Greets, says EHLO and returns the client. */
 const session = (port: number) =>
@@ -35,7 +53,7 @@ describe("phases", () => {
       yield* client.closed
     }))
 
-  it.live("mail from, rcpt to and data: accept, and reject with exact codes", () =>
+  it.effect("mail from, rcpt to and data: accept, and reject with exact codes", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(
         SmtpApp.onMailFrom((next) =>
@@ -62,33 +80,31 @@ describe("phases", () => {
           })
         )
       )
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@spam.test>")).toBe("550 5.7.1 Sender rejected")
-      expect(yield* command(client, "MAIL FROM:<a@ok.test>")).toBe("250 2.1.0 Accepted")
-      expect(yield* command(client, "RCPT TO:<full@x.test>")).toBe("452 4.2.2 Mailbox full")
-      expect(yield* command(client, "RCPT TO:<b@x.test>")).toBe("250 2.1.5 Accepted")
-      expect(yield* command(client, "DATA")).toMatch(/^354 /)
-      expect(yield* command(client, "Subject: hi\r\n\r\nthis has a virus\r\n.")).toBe("554 5.7.1 Message content rejected")
-      expect(yield* command(client, "MAIL FROM:<a@ok.test>")).toBe("250 2.1.0 Accepted")
-      expect(yield* command(client, "RCPT TO:<b@x.test>")).toBe("250 2.1.5 Accepted")
-      expect(yield* command(client, "DATA")).toMatch(/^354 /)
-      expect(yield* command(client, "Subject: hi\r\n\r\nclean\r\n.")).toBe("250 2.6.0 OK: message queued")
-      expect(yield* command(client, "QUIT")).toMatch(/^221 /)
+      const client = yield* kitSession(app)
+      expect(yield* say(client, "MAIL FROM:<a@spam.test>")).toBe("550 5.7.1 Sender rejected")
+      expect(yield* say(client, "MAIL FROM:<a@ok.test>")).toBe("250 2.1.0 Accepted")
+      expect(yield* say(client, "RCPT TO:<full@x.test>")).toBe("452 4.2.2 Mailbox full")
+      expect(yield* say(client, "RCPT TO:<b@x.test>")).toBe("250 2.1.5 Accepted")
+      expect(yield* say(client, "DATA")).toMatch(/^354 /)
+      expect(yield* say(client, "Subject: hi\r\n\r\nthis has a virus\r\n.")).toBe("554 5.7.1 Message content rejected")
+      expect(yield* say(client, "MAIL FROM:<a@ok.test>")).toBe("250 2.1.0 Accepted")
+      expect(yield* say(client, "RCPT TO:<b@x.test>")).toBe("250 2.1.5 Accepted")
+      expect(yield* say(client, "DATA")).toMatch(/^354 /)
+      expect(yield* say(client, "Subject: hi\r\n\r\nclean\r\n.")).toBe("250 2.6.0 OK: message queued")
+      expect(yield* say(client, "QUIT")).toMatch(/^221 /)
     }))
 
-  it.live("malformed parameters and addresses are rejected before any handler runs", () =>
+  it.effect("malformed parameters and addresses are rejected before any handler runs", () =>
     Effect.gen(function*() {
       const calls = yield* Ref.make(0)
       const app = SmtpApp.empty.pipe(SmtpApp.onMailFrom((next) => Effect.andThen(Ref.update(calls, (n) => n + 1), next)))
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test> SIZE=abc")).toMatch(/^501 5\.5\.4 /)
-      expect(yield* command(client, "MAIL FROM:<a@x.test> BODY=9BIT")).toMatch(/^5\d\d 5\.5\.4 /)
-      expect(yield* command(client, "MAIL FROM:<a@x.test> FOO=BAR")).toMatch(/^555 5\.5\.4 /)
-      expect(yield* command(client, "MAIL FROM:<no-at-sign>")).toMatch(/^5\d\d 5\.1\.\d /)
+      const client = yield* kitSession(app)
+      expect(yield* say(client, "MAIL FROM:<a@x.test> SIZE=abc")).toMatch(/^501 5\.5\.4 /)
+      expect(yield* say(client, "MAIL FROM:<a@x.test> BODY=9BIT")).toMatch(/^5\d\d 5\.5\.4 /)
+      expect(yield* say(client, "MAIL FROM:<a@x.test> FOO=BAR")).toMatch(/^555 5\.5\.4 /)
+      expect(yield* say(client, "MAIL FROM:<no-at-sign>")).toMatch(/^5\d\d 5\.1\.\d /)
       expect(yield* Ref.get(calls)).toBe(0)
-      expect(yield* command(client, "MAIL FROM:<a@x.test> SIZE=1000 BODY=8BITMIME")).toBe("250 2.1.0 Accepted")
+      expect(yield* say(client, "MAIL FROM:<a@x.test> SIZE=1000 BODY=8BITMIME")).toBe("250 2.1.0 Accepted")
       expect(yield* Ref.get(calls)).toBe(1)
     }))
 
@@ -143,7 +159,7 @@ describe("phases", () => {
       expect((yield* Ref.get(seen))[0]).toMatch(/^TLSv1\.[23]$/)
     }))
 
-  it.live("middleware runs in registration order, around next", () =>
+  it.effect("middleware runs in registration order, around next", () =>
     Effect.gen(function*() {
       const trace = yield* Ref.make<Array<string>>([])
       const note = (line: string) => Ref.update(trace, (all) => [...all, line])
@@ -154,9 +170,8 @@ describe("phases", () => {
         around("inner"),
         SmtpApp.onMailFrom(() => note("last: accepts without next"))
       )
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test>")).toBe("250 2.1.0 Accepted")
+      const client = yield* kitSession(app)
+      expect(yield* say(client, "MAIL FROM:<a@x.test>")).toBe("250 2.1.0 Accepted")
       expect(yield* Ref.get(trace)).toEqual([
         "outer before",
         "inner before",
@@ -166,7 +181,7 @@ describe("phases", () => {
       ])
     }))
 
-  it.live("a defect is a 451 4.3.0, and the server goes on serving", () =>
+  it.effect("a defect is a 451 4.3.0, and the server goes on serving", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(
         SmtpApp.onRcptTo((next) =>
@@ -177,44 +192,42 @@ describe("phases", () => {
           })
         )
       )
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test>")).toBe("250 2.1.0 Accepted")
-      expect(yield* command(client, "RCPT TO:<bug@x.test>")).toBe("451 4.3.0 Internal server error, try again later")
-      expect(yield* command(client, "RCPT TO:<ok@x.test>")).toBe("250 2.1.5 Accepted")
-      const next = yield* send(server.address.port, { from: "a@x.test", to: "ok@x.test", text: "x" })
-      expect(next).toMatchObject({ ok: true })
+      const server = yield* SmtpTest.make(app)
+      const client = yield* server.connect()
+      yield* client.ehlo("client.test")
+      expect(yield* say(client, "MAIL FROM:<a@x.test>")).toBe("250 2.1.0 Accepted")
+      expect(yield* say(client, "RCPT TO:<bug@x.test>")).toBe("451 4.3.0 Internal server error, try again later")
+      expect(yield* say(client, "RCPT TO:<ok@x.test>")).toBe("250 2.1.5 Accepted")
+      const another = yield* server.connect()
+      yield* another.ehlo("another.test")
+      expect(yield* another.send({ from: "a@x.test", to: "ok@x.test", message: "Subject: x\r\n\r\nx\r\n" })).toMatchObject({ code: 250 })
     }))
 
-  it.live("running next twice is a defect: 451", () =>
+  it.effect("running next twice is a defect: 451", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(SmtpApp.onMailFrom((next) => Effect.andThen(next, next)))
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test>")).toBe("451 4.3.0 Internal server error, try again later")
+      const client = yield* kitSession(app)
+      expect(yield* say(client, "MAIL FROM:<a@x.test>")).toBe("451 4.3.0 Internal server error, try again later")
     }))
 
-  it.live("a handler past its phase timeout gets 451 4.4.1", () =>
+  it.effect("a handler past its phase timeout gets 451 4.4.1 (on the fake clock)", () =>
     Effect.gen(function*() {
-      const app = SmtpApp.empty.pipe(SmtpApp.onMailFrom(() => Effect.never))
-      const server = yield* serve(app, { phaseTimeouts: { mailFrom: "50 millis" } })
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test>")).toBe(
-        "451 4.4.1 Timed out while processing the command, try again later"
-      )
-      expect(yield* command(client, "NOOP")).toMatch(/^250 /)
+      const client = yield* kitSession(SmtpApp.empty.pipe(SmtpApp.onMailFrom(() => Effect.never)))
+      const pending = yield* Effect.forkChild(say(client, "MAIL FROM:<a@x.test>"))
+      yield* TestClock.adjust("30 seconds")
+      expect(yield* Fiber.join(pending)).toBe("451 4.4.1 Timed out while processing the command, try again later")
+      expect(yield* say(client, "NOOP")).toMatch(/^250 /)
     }))
 
-  it.live("a closing rejection answers 421 and closes the connection", () =>
+  it.effect("a closing rejection answers 421 and closes the connection", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(SmtpApp.onMailFrom(() => Effect.fail(Reject.closing("4.7.0", "Too many errors"))))
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
-      expect(yield* command(client, "MAIL FROM:<a@x.test>")).toBe("421 4.7.0 Too many errors")
+      const client = yield* kitSession(app)
+      expect(yield* say(client, "MAIL FROM:<a@x.test>")).toBe("421 4.7.0 Too many errors")
       yield* client.closed
     }))
 
-  it.live("transactions: the envelope builds up and is reset after DATA and on RSET", () =>
+  it.effect("transactions: the envelope builds up and is reset after DATA and on RSET", () =>
     Effect.gen(function*() {
       const envelopes = yield* Ref.make<Array<string>>([])
       const app = SmtpApp.empty.pipe(
@@ -226,19 +239,18 @@ describe("phases", () => {
           })
         )
       )
-      const server = yield* serve(app)
-      const client = yield* session(server.address.port)
+      const client = yield* kitSession(app)
       const message = (from: string, to: ReadonlyArray<string>) =>
         Effect.gen(function*() {
-          expect(yield* command(client, `MAIL FROM:<${from}>`)).toMatch(/^250 /)
-          for (const rcpt of to) expect(yield* command(client, `RCPT TO:<${rcpt}>`)).toMatch(/^250 /)
-          expect(yield* command(client, "DATA")).toMatch(/^354 /)
-          expect(yield* command(client, "Subject: x\r\n\r\nbody\r\n.")).toMatch(/^250 /)
+          expect(yield* say(client, `MAIL FROM:<${from}>`)).toMatch(/^250 /)
+          for (const rcpt of to) expect(yield* say(client, `RCPT TO:<${rcpt}>`)).toMatch(/^250 /)
+          expect(yield* say(client, "DATA")).toMatch(/^354 /)
+          expect(yield* say(client, "Subject: x\r\n\r\nbody\r\n.")).toMatch(/^250 /)
         })
       yield* message("a@x.test", ["b@x.test", "c@x.test"])
-      expect(yield* command(client, "MAIL FROM:<dropped@x.test>")).toMatch(/^250 /)
-      expect(yield* command(client, "RCPT TO:<dropped@x.test>")).toMatch(/^250 /)
-      expect(yield* command(client, "RSET")).toMatch(/^250 /)
+      expect(yield* say(client, "MAIL FROM:<dropped@x.test>")).toMatch(/^250 /)
+      expect(yield* say(client, "RCPT TO:<dropped@x.test>")).toMatch(/^250 /)
+      expect(yield* say(client, "RSET")).toMatch(/^250 /)
       yield* message("", ["d@x.test"])
       const seen = yield* Ref.get(envelopes)
       expect(seen).toHaveLength(2)

@@ -50,6 +50,8 @@ main.pipe(
       port,
       maxMessageSize: 200 * 1024 * 1024,
       maxClients: 5000,
+      // all the load comes from 127.0.0.1
+      maxConnectionsPerClient: 5000,
       shutdownTimeout: "2 seconds"
     })),
     Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))

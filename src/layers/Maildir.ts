@@ -43,7 +43,7 @@ const uniqueName = (hostname: string): string => {
 const rfc5322Date = (date: Date): string => date.toUTCString().replace("GMT", "+0000")
 
 /** The trace fields, CRLF-terminated, in the order a receiving server prepends them. */
-export const traceFields = (delivery: Delivery, hostname: string, id: string, date: Date): string => {
+const traceFields = (delivery: Delivery, hostname: string, id: string, date: Date): string => {
   const { session, envelope } = delivery
   const sender = Option.match(envelope.mailFrom, { onNone: () => "", onSome: reversePath })
   const recipients = envelope.rcptTo.map((rcpt) => rcpt.mailbox.address)

@@ -14,10 +14,10 @@ import * as Reject from "../phases/Reject.ts"
 import type { MessageGuard } from "./MessageGuard.ts"
 
 /** The reply for a message over the size limit. */
-export const tooBig: Reject.SmtpRejection = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
+const tooBig: Reject.SmtpRejection = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
 
 /** The reply when the client goes away in the middle of the message. */
-export const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "Error reading the message")
+const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "Error reading the message")
 
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 

@@ -25,13 +25,13 @@ const LF = 0x0a
 const NUL = 0x00
 const EMPTY = Buffer.alloc(0)
 
-export const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
+const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
   550,
   "5.5.2",
   "Message contains a bare CR or LF: lines must end with CRLF"
 )
-export const nulByte: Reject.SmtpRejection = Reject.permanent(550, "5.6.0", "Message contains NUL bytes")
-export const lineTooLong = (limit: number): Reject.SmtpRejection =>
+const nulByte: Reject.SmtpRejection = Reject.permanent(550, "5.6.0", "Message contains NUL bytes")
+const lineTooLong = (limit: number): Reject.SmtpRejection =>
   Reject.permanent(550, "5.6.0", `Message has a line longer than ${limit} bytes`)
 
 /**

@@ -30,10 +30,6 @@ const Fields = Schema.Struct({ code: ReplyCode, enhanced: EnhancedCode, message:
 
 /** An SMTP rejection: the exact reply the client gets. */
 export class SmtpRejection extends Schema.TaggedError<SmtpRejection>()("SmtpRejection", Fields) {
-  /** 4xx: the client may try again later. */
-  get isTemporary(): boolean {
-    return this.code < 500
-  }
   /** The reply line as sent, without CRLF. */
   get line(): string {
     return `${this.code} ${this.enhanced} ${this.message}`

@@ -58,12 +58,6 @@ const addState = <In, Prev, Out, RIn, R0>(
       Effect.map((added) => Context.merge(previous, added))
     ))
 
-/** Any app: what plugins and the server accept. */
-export type Any = SmtpApp<any, any, any>
-
-/** The services an app needs from outside. */
-export type Requirements<App> = App extends SmtpApp<infer _Cs, infer _Ts, infer R> ? R : never
-
 type Fields<Cs, Ts, R> = Omit<SmtpApp<Cs, Ts, R>, "pipe">
 
 const build = <Cs, Ts, R>(fields: Fields<Cs, Ts, R>): SmtpApp<Cs, Ts, R> => ({
@@ -154,7 +148,7 @@ export const withTransactionState = <Out, RIn>(layer: Layer.Layer<Out, Reject.Sm
   })
 
 /** What an auth chain that nobody accepted answers. */
-export const authRejected: Reject.SmtpRejection = Reject.permanent(535, "5.7.8", "Authentication credentials invalid")
+const authRejected: Reject.SmtpRejection = Reject.permanent(535, "5.7.8", "Authentication credentials invalid")
 
 /** The end of a chain: auth rejects, every other phase accepts. */
 export const endOfChain = (phase: Phase): Effect.Effect<void, Reject.SmtpRejection> =>

@@ -205,6 +205,23 @@ describe("hostile input", () => {
       expect(yield* say("RCPT TO:<zoë@x.test>")).toMatch(/^250 /)
     }))
 
+  it.live("a message trickled in slower than dataTimeout: 421 4.4.2, closed, nothing delivered", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ dataTimeout: "300 millis" })
+      const client = yield* connect(server.port)
+      yield* client.reply
+      yield* client.write("EHLO x.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+      yield* Effect.forEach([1, 2, 3, 4], () => client.reply)
+      for (const piece of ["Subject: slow\r\n", "\r\n", "one byte at a time"]) {
+        yield* client.write(piece)
+        yield* Effect.sleep("100 millis")
+      }
+      expect(yield* client.reply).toBe("421 4.4.2 Timeout receiving the message, closing the connection")
+      yield* client.closed
+      expect(yield* server.messages).toHaveLength(0)
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fast" })).toMatchObject({ ok: true })
+    }))
+
   it.live("connections past the per-client and total limits get 421 4.7.0", () =>
     Effect.gen(function*() {
       const perClient = yield* serveMemory({ maxConnectionsPerClient: 2 })

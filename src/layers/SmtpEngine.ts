@@ -87,6 +87,7 @@ const badBase64 = Reject.permanent(501, "5.5.2", "Cannot decode the response: no
 const authenticationRequired = Reject.permanent(530, "5.7.0", "Authentication required")
 const bdatRefused = Reject.permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
 const tooMuchJunk = Reject.closing("4.7.0", "Too many commands that do not send mail")
+const dataTimedOut = Reject.closing("4.4.2", "Timeout receiving the message, closing the connection")
 const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
 const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
 
@@ -148,6 +149,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const connections = new WeakMap<SMTPServerSession, Connection<Cs, Ts>>()
   const open = new Set<Connection<Cs, Ts>>()
   const engines = new Set<EngineConnection>()
+  const byEngineSession = new WeakMap<SMTPServerSession, EngineConnection>()
   const perClient = new Map<string, number>()
   let shuttingDown = false
 
@@ -383,8 +385,20 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     maxLineLength: settings.maxLineLength
   }
 
+  // A message must arrive whole within dataTimeout, however slowly its bytes trickle in (on the app's Clock).
+  const dataDeadline = (session: SMTPServerSession): Fiber.Fiber<void> =>
+    run(Effect.sleep(settings.dataTimeout).pipe(
+      Effect.andThen(Effect.sync(() => byEngineSession.get(session)?.refuse(dataTimedOut))),
+      Effect.andThen(Effect.logWarning("message not received within dataTimeout").pipe(
+        Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress })
+      ))
+    ))
+
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
+    const deadline = dataDeadline(session)
+    stream.once("end", () => deadline.interruptUnsafe())
+    stream.once("close", () => deadline.interruptUnsafe())
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
     const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
@@ -558,6 +572,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const connection = new EngineConnection(this, socket, socketOptions)
       this.connections.add(connection)
       engines.add(connection)
+      byEngineSession.set(connection.session, connection)
       connection.on("error", (error: Error) => this._onError(error))
       connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
       socket.once("close", () => engines.delete(connection))

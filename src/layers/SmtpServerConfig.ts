@@ -64,6 +64,8 @@ export interface Settings {
   readonly maxAuthFailures: number
   /** Each failed AUTH is answered after this delay times the failures so far. */
   readonly authFailureDelay: Duration.Duration
+  /** From the 354 reply to the end of the message, however the bytes trickle in (`421 4.4.2` and close past it). */
+  readonly dataTimeout: Duration.Duration
 }
 
 /** Settings as given: every field optional. */
@@ -90,6 +92,7 @@ export interface Options {
   readonly maxJunkCommands?: number
   readonly maxAuthFailures?: number
   readonly authFailureDelay?: Duration.Input
+  readonly dataTimeout?: Duration.Input
 }
 
 /** The settings are invalid or contradict each other. */
@@ -128,7 +131,8 @@ export const defaults: Settings = {
   maxConnectionsPerClient: 20,
   maxJunkCommands: 100,
   maxAuthFailures: 3,
-  authFailureDelay: Duration.seconds(1)
+  authFailureDelay: Duration.seconds(1),
+  dataTimeout: Duration.minutes(10)
 }
 
 const Checked = Schema.Struct({
@@ -173,6 +177,7 @@ export const resolve = Effect.fnUntraced(function*(options: Options) {
     tls: Option.fromNullishOr(options.tls),
     idleTimeout: yield* duration("idleTimeout", options.idleTimeout, defaults.idleTimeout),
     shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
+    dataTimeout: yield* duration("dataTimeout", options.dataTimeout, defaults.dataTimeout),
     authFailureDelay: options.authFailureDelay === undefined
       ? defaults.authFailureDelay
       : yield* duration("authFailureDelay", options.authFailureDelay, defaults.authFailureDelay),

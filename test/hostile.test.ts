@@ -222,6 +222,26 @@ describe("hostile input", () => {
       expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fast" })).toMatchObject({ ok: true })
     }))
 
+  it.live("a command line trickled in slower than commandTimeout: 421 4.4.2; slow but whole lines are fine", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ commandTimeout: "300 millis" })
+      const patient = yield* connect(server.port)
+      yield* patient.reply
+      for (const line of ["EHLO x.test", "NOOP", "NOOP"]) {
+        yield* patient.write(`${line}\r\n`)
+        expect(yield* patient.reply).toMatch(/^250/)
+        yield* Effect.sleep("200 millis")
+      }
+      const trickler = yield* connect(server.port)
+      yield* trickler.reply
+      for (const byte of "MAIL FROM:<a@x.test>") {
+        yield* trickler.write(byte)
+        yield* Effect.sleep("40 millis")
+      }
+      expect(yield* trickler.reply).toBe("421 4.4.2 Timeout receiving the command line, closing the connection")
+      yield* trickler.closed
+    }))
+
   it.live("connections past the per-client and total limits get 421 4.7.0", () =>
     Effect.gen(function*() {
       const perClient = yield* serveMemory({ maxConnectionsPerClient: 2 })

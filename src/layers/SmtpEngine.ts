@@ -87,6 +87,7 @@ const badBase64 = Reject.permanent(501, "5.5.2", "Cannot decode the response: no
 const authenticationRequired = Reject.permanent(530, "5.7.0", "Authentication required")
 const bdatRefused = Reject.permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
 const tooMuchJunk = Reject.closing("4.7.0", "Too many commands that do not send mail")
+const commandTimedOut = Reject.closing("4.4.2", "Timeout receiving the command line, closing the connection")
 const dataTimedOut = Reject.closing("4.4.2", "Timeout receiving the message, closing the connection")
 const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
 const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
@@ -385,6 +386,25 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     maxLineLength: settings.maxLineLength
   }
 
+  // A command line must be complete within commandTimeout of its first byte, however slowly it trickles in.
+  // The deadline is armed only when a read ends in the middle of a line, which ordinary clients never do.
+  const watchCommandLines = (connection: EngineConnection, socket: net.Socket | tls.TLSSocket): void => {
+    let deadline: Fiber.Fiber<void> | undefined
+    const disarm = () => {
+      deadline?.interruptUnsafe()
+      deadline = undefined
+    }
+    socket.on("data", (chunk: Buffer) => {
+      // Only plaintext command lines: not a message body, not TLS records under a STARTTLS upgrade.
+      if (connection._dataStream || connection._upgrading || connection._socket !== socket) return disarm()
+      if (chunk[chunk.length - 1] === 0x0a) return disarm()
+      deadline ??= run(Effect.sleep(settings.commandTimeout).pipe(
+        Effect.andThen(Effect.sync(() => connection.refuse(commandTimedOut)))
+      ))
+    })
+    socket.once("close", disarm)
+  }
+
   // A message must arrive whole within dataTimeout, however slowly its bytes trickle in (on the app's Clock).
   const dataDeadline = (session: SMTPServerSession): Fiber.Fiber<void> =>
     run(Effect.sleep(settings.dataTimeout).pipe(
@@ -576,6 +596,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       connection.on("error", (error: Error) => this._onError(error))
       connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
       socket.once("close", () => engines.delete(connection))
+      watchCommandLines(connection, socket)
       connection.init()
     }
   }

@@ -66,6 +66,8 @@ export interface Settings {
   readonly authFailureDelay: Duration.Duration
   /** From the 354 reply to the end of the message, however the bytes trickle in (`421 4.4.2` and close past it). */
   readonly dataTimeout: Duration.Duration
+  /** From the first byte of a command line to its end, however the bytes trickle in (`421 4.4.2` and close past it). */
+  readonly commandTimeout: Duration.Duration
 }
 
 /** Settings as given: every field optional. */
@@ -93,6 +95,7 @@ export interface Options {
   readonly maxAuthFailures?: number
   readonly authFailureDelay?: Duration.Input
   readonly dataTimeout?: Duration.Input
+  readonly commandTimeout?: Duration.Input
 }
 
 /** The settings are invalid or contradict each other. */
@@ -132,7 +135,8 @@ export const defaults: Settings = {
   maxJunkCommands: 100,
   maxAuthFailures: 3,
   authFailureDelay: Duration.seconds(1),
-  dataTimeout: Duration.minutes(10)
+  dataTimeout: Duration.minutes(10),
+  commandTimeout: Duration.minutes(1)
 }
 
 const Checked = Schema.Struct({
@@ -178,6 +182,7 @@ export const resolve = Effect.fnUntraced(function*(options: Options) {
     idleTimeout: yield* duration("idleTimeout", options.idleTimeout, defaults.idleTimeout),
     shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
     dataTimeout: yield* duration("dataTimeout", options.dataTimeout, defaults.dataTimeout),
+    commandTimeout: yield* duration("commandTimeout", options.commandTimeout, defaults.commandTimeout),
     authFailureDelay: options.authFailureDelay === undefined
       ? defaults.authFailureDelay
       : yield* duration("authFailureDelay", options.authFailureDelay, defaults.authFailureDelay),

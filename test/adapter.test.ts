@@ -279,6 +279,13 @@ describe("configuration", () => {
       expect(settings.port).toBe(2600)
       expect(settings.maxMessageSize).toBe(1000)
       expect(settings.idleTimeout).toEqual(Duration.seconds(30))
+      const anyPort = yield* Effect.provide(
+        SmtpServerConfig.use(Effect.succeed),
+        SmtpServerConfig.layerConfig().pipe(Layer.provide(environment({ SMTP_PORT: "0" })))
+      )
+      expect(anyPort.port).toBe(0)
+      const outOfRange = yield* Layer.build(SmtpServerConfig.layerConfig().pipe(Layer.provide(environment({ SMTP_PORT: "70000" })))).pipe(Effect.flip)
+      expect(outOfRange.message).toMatch(/port/)
     }))
 
   it.live("a config error is an SmtpConfigError", () =>

@@ -140,6 +140,21 @@ describe("main program", () => {
       expect(files(server.maildir, "tmp")).toEqual([])
     }))
 
+  it.live("a client that leaves in the middle of a message leaves nothing in tmp/ or new/", () =>
+    Effect.gen(function*() {
+      const server = yield* start()
+      const client = yield* connect(server.port)
+      yield* client.reply
+      yield* client.write("EHLO raw.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+      yield* Effect.forEach([1, 2, 3, 4], () => client.reply)
+      yield* client.write("Subject: half\r\n\r\n" + "z".repeat(200_000))
+      yield* Effect.sleep("200 millis")
+      client.socket.destroy()
+      yield* Effect.sleep("300 millis")
+      expect(files(server.maildir, "new")).toEqual([])
+      expect(files(server.maildir, "tmp")).toEqual([])
+    }))
+
   it.live("SIGTERM in the middle of a stream of messages: every 250 is on disk, nothing half-written", () =>
     Effect.gen(function*() {
       const server = yield* start()

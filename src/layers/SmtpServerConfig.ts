@@ -205,7 +205,7 @@ const optional = <A>(config: Config.Config<A>) => Config.option(config).pipe(Con
 /** The options read through `Config`, from `SMTP_*` environment variables by default. */
 export const options: Config.Config<Options> = Config.all({
   host: optional(Config.String("HOST")),
-  port: optional(Config.Port("PORT")),
+  port: optional(Config.Int("PORT")),
   hostname: optional(Config.String("HOSTNAME")),
   banner: optional(Config.String("BANNER")),
   maxMessageSize: optional(Config.Int("MAX_SIZE")),

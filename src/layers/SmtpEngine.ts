@@ -457,6 +457,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     run(closing)
   }
 
+  const onSecure = sessionPhase(app.secure, "secure")
+
   const disabledCommands = [
     ...(Option.isNone(settings.tls) || settings.implicitTls ? ["STARTTLS"] : []),
     ...(app.auth.length === 0 ? ["AUTH"] : [])
@@ -490,7 +492,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     logger,
     ...(app.connect.length > 0 ? { onConnect: sessionPhase(app.connect, "connect") } : {}),
     ...(app.secure.length > 0
-      ? { onSecure: (_socket: net.Socket | tls.TLSSocket, session: SMTPServerSession, done: Done) => sessionPhase(app.secure, "secure")(session, done) }
+      ? { onSecure: (_socket: net.Socket | tls.TLSSocket, session: SMTPServerSession, done: Done) => onSecure(session, done) }
       : {}),
     ...(app.auth.length > 0 ? { onAuth } : {}),
     // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.

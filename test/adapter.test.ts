@@ -8,14 +8,24 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
-import { connect, send, serve } from "./support.ts"
-
-const transaction = (from: string, to: string, body: string) =>
-  `MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n${body}\r\n.\r\n`
+import { connect, type RawClient, send, serve } from "./support.ts"
 
 /** Reads `count` replies. */
 const replies = (client: { reply: Effect.Effect<string> }, count: number) =>
   Effect.forEach(Array.from({ length: count }), () => client.reply)
+
+/** MAIL, RCPT and DATA pipelined, then after their replies the message: the three replies. */
+const beginMessage = (client: RawClient, from: string, to: string, body: string) =>
+  Effect.gen(function*() {
+    yield* client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n`)
+    const envelope = yield* replies(client, 3)
+    yield* client.write(`${body}\r\n.\r\n`)
+    return envelope
+  })
+
+/** One whole transaction: its four replies. */
+const transaction = (client: RawClient, from: string, to: string, body: string) =>
+  Effect.map(Effect.zip(beginMessage(client, from, to, body), client.reply), ([envelope, last]) => [...envelope, last])
 
 const environment = (env: Record<string, string>) => ConfigProvider.layer(ConfigProvider.fromEnv({ env }))
 
@@ -42,12 +52,15 @@ describe("adapter", () => {
       )
       const server = yield* serve(app)
       const client = yield* greeted(server.address.port)
-      yield* client.write(
-        transaction("a@x.test", "b@x.test", "Subject: 1\r\n\r\none") +
-          transaction("c@x.test", "d@x.test", "Subject: 2\r\n\r\ntwo") +
-          "QUIT\r\n"
-      )
-      const all = yield* replies(client, 9).pipe(Effect.timeout("5 seconds"))
+      const all = yield* Effect.gen(function*() {
+        yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+        const first = yield* replies(client, 3)
+        // A message, then the next transaction up to its DATA in the same write, as RFC 2920 allows.
+        yield* client.write("Subject: 1\r\n\r\none\r\n.\r\nMAIL FROM:<c@x.test>\r\nRCPT TO:<d@x.test>\r\nDATA\r\n")
+        const second = yield* replies(client, 4)
+        yield* client.write("Subject: 2\r\n\r\ntwo\r\n.\r\nQUIT\r\n")
+        return [...first, ...second, ...(yield* replies(client, 2))]
+      }).pipe(Effect.timeout("5 seconds"))
       expect(all.map((line) => line.slice(0, 3))).toEqual(["250", "250", "354", "250", "250", "250", "354", "250", "221"])
     }))
 
@@ -65,10 +78,9 @@ describe("adapter", () => {
       const server = yield* serve(app)
       const client = yield* greeted(server.address.port)
       const big = "x".repeat(998) + "\r\n"
-      yield* client.write(transaction("a@x.test", "b@x.test", big.repeat(2000)))
-      expect((yield* replies(client, 4)).map((l) => l.slice(0, 3))).toEqual(["250", "250", "354", "250"])
-      yield* client.write(transaction("a@x.test", "b@x.test", "short"))
-      expect((yield* replies(client, 4)).map((l) => l.slice(0, 3))).toEqual(["250", "250", "354", "250"])
+      const codes = (all: ReadonlyArray<string>) => all.map((l) => l.slice(0, 3))
+      expect(codes(yield* transaction(client, "a@x.test", "b@x.test", big.repeat(2000)))).toEqual(["250", "250", "354", "250"])
+      expect(codes(yield* transaction(client, "a@x.test", "b@x.test", "short"))).toEqual(["250", "250", "354", "250"])
     }))
 
   it.live("a message over the size limit gets 552 5.3.4 after draining, and the next one is accepted", () =>
@@ -85,11 +97,9 @@ describe("adapter", () => {
       )
       const server = yield* serve(app, { maxMessageSize: 10_000 })
       const client = yield* greeted(server.address.port)
-      yield* client.write(transaction("a@x.test", "b@x.test", "y".repeat(500) + "\r\n" + "z".repeat(20_000)))
-      const tooBig = yield* replies(client, 4)
+      const tooBig = yield* transaction(client, "a@x.test", "b@x.test", "y".repeat(500) + "\r\n" + "z".repeat(20_000))
       expect(tooBig[3]).toMatch(/^552 5\.3\.4 /)
-      yield* client.write(transaction("a@x.test", "b@x.test", "small"))
-      expect((yield* replies(client, 4))[3]).toMatch(/^250 /)
+      expect((yield* transaction(client, "a@x.test", "b@x.test", "small"))[3]).toMatch(/^250 /)
       expect(yield* Ref.get(sizes)).toEqual([7])
     }))
 
@@ -143,8 +153,7 @@ describe("adapter", () => {
       )
       const server = yield* serve(app)
       const client = yield* greeted(server.address.port)
-      yield* client.write(transaction("a@x.test", "b@x.test", "one"))
-      yield* replies(client, 4)
+      yield* transaction(client, "a@x.test", "b@x.test", "one")
       yield* client.write("MAIL FROM:<a@x.test>\r\nRSET\r\nMAIL FROM:<a@x.test>\r\nQUIT\r\n")
       yield* replies(client, 4)
       yield* client.closed
@@ -219,8 +228,7 @@ describe("adapter", () => {
       const server = yield* serve(app, { shutdownTimeout: "5 seconds" }).pipe(Scope.provide(scope))
       const busy = yield* greeted(server.address.port)
       const idle = yield* greeted(server.address.port)
-      yield* busy.write(transaction("a@x.test", "b@x.test", "in flight"))
-      yield* replies(busy, 3)
+      yield* beginMessage(busy, "a@x.test", "b@x.test", "in flight")
       yield* Deferred.await(inData)
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       expect(yield* idle.reply).toBe("421 4.3.2 Service shutting down, try again later")

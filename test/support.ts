@@ -94,3 +94,12 @@ export const connect = (port: number) =>
     }),
     (client) => Effect.sync(() => client.socket.destroy())
   )
+
+/** EHLO, then MAIL, RCPT and DATA pipelined as RFC 2920 allows (DATA last); the four replies. */
+export const startMessage = (client: RawClient, from = "a@x.test", to = "b@x.test") =>
+  Effect.gen(function*() {
+    yield* client.write("EHLO client.test\r\n")
+    const ehlo = yield* client.reply
+    yield* client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n`)
+    return [ehlo, yield* client.reply, yield* client.reply, yield* client.reply]
+  })

@@ -9,7 +9,7 @@
  * engine does not listen: `SmtpServer` does that, and the test kit hands it
  * in-memory sockets.
  */
-import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
 import * as tls from "node:tls"
@@ -24,6 +24,7 @@ import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.t
 import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
+import { CommandStream } from "./CommandStream.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
 import { SmtpConfigError, type Settings } from "./SmtpServerConfig.ts"
@@ -91,6 +92,13 @@ const commandTimedOut = Reject.closing("4.4.2", "Timeout receiving the command l
 const dataTimedOut = Reject.closing("4.4.2", "Timeout receiving the message, closing the connection")
 const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
 const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
+const outOfSync = Reject.permanent(554, "5.5.0", "Error: SMTP protocol synchronization, closing the connection")
+
+/** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4). */
+const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS"])
+
+const handshakeTimedOut = (): Error =>
+  Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" })
 
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
@@ -386,39 +394,56 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     maxLineLength: settings.maxLineLength
   }
 
+  /** Runs `onExpire` once `deadline` completes (on the app's Clock), unless the returned function cancels it first. */
+  const watch = (deadline: Effect.Effect<unknown>, onExpire: () => void): () => void => {
+    const fiber = run(Effect.andThen(deadline, Effect.sync(onExpire)))
+    return () => fiber.interruptUnsafe()
+  }
+
   // A command line must be complete within commandTimeout of its first byte, however slowly it trickles in.
   // The deadline is armed only when a read ends in the middle of a line, which ordinary clients never do.
   const watchCommandLines = (connection: EngineConnection, socket: net.Socket | tls.TLSSocket): void => {
-    let deadline: Fiber.Fiber<void> | undefined
+    let cancel: (() => void) | undefined
     const disarm = () => {
-      deadline?.interruptUnsafe()
-      deadline = undefined
+      cancel?.()
+      cancel = undefined
     }
     socket.on("data", (chunk: Buffer) => {
       // Only plaintext command lines: not a message body, not TLS records under a STARTTLS upgrade.
       if (connection._dataStream || connection._upgrading || connection._socket !== socket) return disarm()
       if (chunk[chunk.length - 1] === 0x0a) return disarm()
-      deadline ??= run(Effect.sleep(settings.commandTimeout).pipe(
-        Effect.andThen(Effect.sync(() => connection.refuse(commandTimedOut)))
-      ))
+      cancel ??= watch(Effect.sleep(settings.commandTimeout), () => connection.refuse(commandTimedOut))
     })
     socket.once("close", disarm)
   }
 
-  // A message must arrive whole within dataTimeout, however slowly its bytes trickle in (on the app's Clock).
-  const dataDeadline = (session: SMTPServerSession): Fiber.Fiber<void> =>
-    run(Effect.sleep(settings.dataTimeout).pipe(
-      Effect.andThen(Effect.sync(() => byEngineSession.get(session)?.refuse(dataTimedOut))),
-      Effect.andThen(Effect.logWarning("message not received within dataTimeout").pipe(
-        Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress })
-      ))
-    ))
+  /**
+   * Completes once a message is late: past dataTimeout, or slower on average than minDataRate after a grace
+   * of idleTimeout. A trickle of bytes extends neither.
+   */
+  const messageLate = (stream: SMTPServerDataStream) =>
+    Effect.gen(function*() {
+      const start = yield* Clock.currentTimeMillis
+      const last = start + Duration.toMillis(settings.dataTimeout)
+      const grace = start + Duration.toMillis(settings.idleTimeout)
+      while (true) {
+        const due = Math.min(last, grace + (stream.byteLength * 1000) / settings.minDataRate)
+        const now = yield* Clock.currentTimeMillis
+        if (now >= due) return
+        yield* Effect.sleep(Duration.millis(due - now))
+      }
+    })
 
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    const deadline = dataDeadline(session)
-    stream.once("end", () => deadline.interruptUnsafe())
-    stream.once("close", () => deadline.interruptUnsafe())
+    const cancel = watch(messageLate(stream), () => {
+      byEngineSession.get(session)?.refuse(dataTimedOut)
+      run(Effect.logWarning("message not received in time").pipe(
+        Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress })
+      ))
+    })
+    stream.once("end", cancel)
+    stream.once("close", cancel)
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
     const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
@@ -522,6 +547,22 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       this.greeted = true
       super.connectionReady(next)
     }
+    override _createParser(): CommandStream {
+      // smtp-server's own parser, which also counts what the client sent ahead of each command.
+      const parser = new CommandStream({ maxCommandLength: this._server.options.maxCommandLength })
+      parser.oncommand = (command, callback) => {
+        parser.dispatched(command)
+        this._onCommand(command, callback)
+      }
+      parser.on("error", (error: Error) => this.send(421, `Error: ${error.message}`))
+      return parser
+    }
+
+    /** Bytes the client sent after the command being handled. */
+    private ahead(): number {
+      return (this._parser instanceof CommandStream ? this._parser.ahead : 0) + this._socket.readableLength
+    }
+
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
       // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.
@@ -530,7 +571,37 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       super.send(code, data, own ? false : context)
       if (code >= 400) logRejection(this.session, code, typeof data === "string" ? data : String(data))
       if (code === 421 && own) this.close()
+      this.watchStall()
     }
+
+    private stalled: (() => void) | undefined = undefined
+
+    // smtp-server stops reading commands while replies wait for the client to read them; this bounds the wait.
+    private watchStall(): void {
+      const socket = this._socket
+      if (this.stalled !== undefined || !socket.writableNeedDrain || socket.destroyed) return
+      const cancel = watch(Effect.sleep(settings.writeStallTimeout), () => {
+        logger.warn({ cid: this.id, host: this.remoteAddress }, "client left its replies unread, disconnecting")
+        socket.destroy()
+      })
+      this.stalled = () => {
+        this.stalled = undefined
+        cancel()
+      }
+      socket.once("drain", this.stalled)
+      socket.once("close", this.stalled)
+    }
+
+    override _armTimeout(socket?: net.Socket): void {
+      // upgrade() arms the TLS socket it has just made: the handshake must end within tlsHandshakeTimeout.
+      if (socket instanceof tls.TLSSocket && socket !== this._socket && this._upgrading) {
+        const cancel = watch(Effect.sleep(settings.tlsHandshakeTimeout), () => socket.destroy(handshakeTimedOut()))
+        socket.once("secure", cancel)
+        socket.once("close", cancel)
+      }
+      super._armTimeout(socket)
+    }
+
     junkCommands = 0
 
     override _onCommand(command: Buffer, callback?: () => void): void {
@@ -538,6 +609,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const connection = connections.get(this.session)
       if (connection?.draining ?? shuttingDown) return this.refuse(Reject.shuttingDown)
       const verb = command.toString("latin1", 0, 16).split(" ", 1)[0]!.toUpperCase()
+      if (this._nextHandler === false && this.ahead() > 0) {
+        // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4).
+        if (verb === "STARTTLS") return this.refuse(outOfSync)
+        const mustWait = LAST_IN_GROUP.has(verb) || this.openingCommand === "HELO"
+        if (settings.rejectUnauthorizedPipelining && mustWait) return this.refuse(outOfSync)
+      }
       // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
       if (verb === "BDAT") return this.refuse(bdatRefused)
       if (this._nextHandler !== false || verb === "AUTH") {
@@ -600,6 +677,19 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       socket.once("close", () => engines.delete(connection))
       watchCommandLines(connection, socket)
       connection.init()
+    }
+
+    override _upgrade(socket: net.Socket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void {
+      // Implicit TLS: the handshake must end within tlsHandshakeTimeout, however its bytes trickle in.
+      // The TLS socket is the one to destroy: tearing the raw one down under it would skip its error handling.
+      const cancel = watch(
+        Effect.sleep(settings.tlsHandshakeTimeout),
+        () => (this._pendingSockets.get(socket) ?? socket).destroy(handshakeTimedOut())
+      )
+      super._upgrade(socket, (error, tlsSocket) => {
+        cancel()
+        callback(error, tlsSocket)
+      })
     }
   }
 

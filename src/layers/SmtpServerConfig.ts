@@ -68,6 +68,20 @@ export interface Settings {
   readonly dataTimeout: Duration.Duration
   /** From the first byte of a command line to its end, however the bytes trickle in (`421 4.4.2` and close past it). */
   readonly commandTimeout: Duration.Duration
+  /**
+   * Slowest average rate a message may arrive at, in bytes per second, after a grace of `idleTimeout`
+   * (`421 4.4.2` and close below it).
+   */
+  readonly minDataRate: number
+  /** From the start of a TLS handshake (STARTTLS or implicit TLS) to its end; the connection closes past it. */
+  readonly tlsHandshakeTimeout: Duration.Duration
+  /** How long a client may leave the server's replies unread once they fill the socket; it is disconnected past it. */
+  readonly writeStallTimeout: Duration.Duration
+  /**
+   * A command sent before the reply to EHLO, HELO, DATA or STARTTLS, or any pipelining after HELO (RFC 2920):
+   * `554 5.5.0` and close. Bytes behind STARTTLS close the connection whatever this says.
+   */
+  readonly rejectUnauthorizedPipelining: boolean
 }
 
 /** Settings as given: every field optional. */
@@ -96,6 +110,10 @@ export interface Options {
   readonly authFailureDelay?: Duration.Input
   readonly dataTimeout?: Duration.Input
   readonly commandTimeout?: Duration.Input
+  readonly minDataRate?: number
+  readonly tlsHandshakeTimeout?: Duration.Input
+  readonly writeStallTimeout?: Duration.Input
+  readonly rejectUnauthorizedPipelining?: boolean
 }
 
 /** The settings are invalid or contradict each other. */
@@ -136,7 +154,11 @@ export const defaults: Settings = {
   maxAuthFailures: 3,
   authFailureDelay: Duration.seconds(1),
   dataTimeout: Duration.minutes(10),
-  commandTimeout: Duration.minutes(1)
+  commandTimeout: Duration.minutes(1),
+  minDataRate: 500,
+  tlsHandshakeTimeout: Duration.seconds(30),
+  writeStallTimeout: Duration.minutes(1),
+  rejectUnauthorizedPipelining: true
 }
 
 const Checked = Schema.Struct({
@@ -150,6 +172,7 @@ const Checked = Schema.Struct({
   maxConnectionsPerClient: Schema.Int.check(Schema.isGreaterThan(0)),
   maxJunkCommands: Schema.Int.check(Schema.isGreaterThan(0)),
   maxAuthFailures: Schema.Int.check(Schema.isGreaterThan(0)),
+  minDataRate: Schema.Int.check(Schema.isGreaterThan(0)),
   bareLineEndings: Schema.Literals(["reject", "normalize"]),
   nulBytes: Schema.Literals(["reject", "strip"])
 })
@@ -183,6 +206,8 @@ export const resolve = Effect.fnUntraced(function*(options: Options) {
     shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
     dataTimeout: yield* duration("dataTimeout", options.dataTimeout, defaults.dataTimeout),
     commandTimeout: yield* duration("commandTimeout", options.commandTimeout, defaults.commandTimeout),
+    tlsHandshakeTimeout: yield* duration("tlsHandshakeTimeout", options.tlsHandshakeTimeout, defaults.tlsHandshakeTimeout),
+    writeStallTimeout: yield* duration("writeStallTimeout", options.writeStallTimeout, defaults.writeStallTimeout),
     authFailureDelay: options.authFailureDelay === undefined
       ? defaults.authFailureDelay
       : yield* duration("authFailureDelay", options.authFailureDelay, defaults.authFailureDelay),

@@ -6,21 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schema } from "effect"
-import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import { SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
-import { connect, fixtureTls, send, startMessage } from "./support.ts"
-
-/** A server that stores into memory; returns its port and the stored messages. */
-const serveMemory = (options: Options = {}) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(
-      SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
-        Layer.provideMerge(MessageStore.layerMemory),
-        Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options }))
-      )
-    )
-    return { port: Context.get(context, SmtpServer).address.port, messages: Context.get(context, MemoryMessages) }
-  })
+import { connect, fixtureTls, send, serveMemory, startMessage } from "./support.ts"
 
 /** A server whose auth phase accepts nobody; returns its port. */
 const serveNobodyLogsIn = (options: Options) =>

@@ -6,8 +6,7 @@ import { readFileSync } from "node:fs"
 import * as net from "node:net"
 import nodemailer, { type SendMailOptions } from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport"
-import { SmtpServer, SmtpServerConfig } from "../src/index.ts"
-import type { SmtpApp } from "../src/phases/SmtpApp.ts"
+import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 
 /** A certificate for localhost, for tests only. */
@@ -17,10 +16,23 @@ export const fixtureTls = {
 }
 
 /** Serves `app` on 127.0.0.1 with a free port, for the current scope. */
-export const serve = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) =>
+export const serve = <Cs, Ts, R>(app: SmtpApp.SmtpApp<Cs, Ts, R>, options: Options = {}) =>
   Layer.build(
     SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options })))
   ).pipe(Effect.map((context) => Context.get(context, SmtpServer)))
+
+/** A server that stores into memory; returns its port, its open connections and the stored messages. */
+export const serveMemory = (options: Options = {}) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+        Layer.provideMerge(MessageStore.layerMemory),
+        Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options }))
+      )
+    )
+    const server = Context.get(context, SmtpServer)
+    return { port: server.address.port, connections: server.connections, messages: Context.get(context, MemoryMessages) }
+  })
 
 /** A nodemailer transport to a local port. */
 export const transport = (port: number, options: Partial<SMTPTransport.Options> = {}) =>

@@ -1,0 +1,84 @@
+/**
+ * Deadlines a trickle of bytes cannot extend, over raw sockets: the TLS
+ * handshake (STARTTLS and implicit TLS), the minimum DATA rate, and replies a
+ * client leaves unread. The idle timeout stays at its default of minutes, so
+ * each close here is the deadline's; the server serves others afterwards.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { type Duration, Effect, Schedule } from "effect"
+import { connect, fixtureTls, send, serveMemory, startMessage, type RawClient } from "./support.ts"
+
+/** Writes `piece` every `interval` until the server closes the connection, at most `limit` times. */
+const trickle = (client: RawClient, piece: string | Buffer, interval: Duration.Input, limit: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < limit && client.socket.readyState === "open"; i++) {
+      yield* client.write(piece)
+      yield* Effect.sleep(interval)
+    }
+  })
+
+/** The header of a TLS handshake record announcing 16 KB: a TLS stack waits for all of it. */
+const recordHeader = Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00])
+
+describe("deadlines", () => {
+  it.live("STARTTLS: a handshake trickled in past tlsHandshakeTimeout closes the connection", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ tls: fixtureTls, tlsHandshakeTimeout: "300 millis" })
+      const client = yield* connect(server.port)
+      yield* client.reply
+      yield* client.write("EHLO x.test\r\n")
+      yield* client.reply
+      yield* client.write("STARTTLS\r\n")
+      expect(yield* client.reply).toMatch(/^220 /)
+      yield* client.write(recordHeader)
+      yield* trickle(client, Buffer.from([0x01]), "50 millis", 200)
+      yield* client.closed
+      expect(client.socket.readyState).toBe("closed")
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" })).toMatchObject({ ok: true })
+    }))
+
+  it.live("implicit TLS: a handshake trickled in past tlsHandshakeTimeout closes the connection", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ tls: fixtureTls, implicitTls: true, tlsHandshakeTimeout: "300 millis" })
+      const client = yield* connect(server.port)
+      yield* client.write(recordHeader)
+      yield* trickle(client, Buffer.from([0x01]), "50 millis", 200)
+      yield* client.closed
+      expect(client.socket.readyState).toBe("closed")
+      const secure = { secure: true, ignoreTLS: false, tls: { rejectUnauthorized: false } }
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" }, secure)).toMatchObject({ ok: true })
+    }))
+
+  it.live("a message slower than minDataRate: 421 4.4.2 and closed; a faster one is delivered", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ minDataRate: 100, idleTimeout: "400 millis" })
+      const slow = yield* connect(server.port)
+      yield* slow.reply
+      yield* startMessage(slow)
+      yield* trickle(slow, "ab", "100 millis", 100)
+      expect(yield* slow.reply).toBe("421 4.4.2 Timeout receiving the message, closing the connection")
+      yield* slow.closed
+      const steady = yield* connect(server.port)
+      yield* steady.reply
+      yield* startMessage(steady)
+      yield* trickle(steady, "x".repeat(198) + "\r\n", "100 millis", 8)
+      yield* steady.write(".\r\n")
+      expect(yield* steady.reply).toMatch(/^250 /)
+      expect(yield* server.messages).toHaveLength(1)
+    }))
+
+  it.live("a client that leaves its replies unread is disconnected after writeStallTimeout", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ rejectUnauthorizedPipelining: false, writeStallTimeout: "300 millis" })
+      const client = yield* connect(server.port)
+      yield* client.reply
+      client.socket.pause()
+      // Far more reply bytes than the socket buffers of both ends hold.
+      client.socket.write("EHLO x.test\r\n".repeat(100_000))
+      // The client reads nothing, so it learns of the close only from the server's count.
+      yield* server.connections.pipe(
+        Effect.repeat({ until: (open) => open === 0, schedule: Schedule.spaced("50 millis") })
+      )
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" })).toMatchObject({ ok: true })
+    }))
+})

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { type Duration, Effect, Schedule } from "effect"
+import * as tls from "node:tls"
 import { connect, fixtureTls, send, serveMemory, startMessage, type RawClient } from "./support.ts"
 
 /** Writes `piece` every `interval` until the server closes the connection, at most `limit` times. */
@@ -80,5 +81,26 @@ describe("deadlines", () => {
         Effect.repeat({ until: (open) => open === 0, schedule: Schedule.spaced("50 millis") })
       )
       expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" })).toMatchObject({ ok: true })
+    }))
+
+  it.live("after STARTTLS a command line trickled in past commandTimeout still gets 421 4.4.2", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ tls: fixtureTls, commandTimeout: "300 millis" })
+      const client = yield* connect(server.port)
+      yield* client.reply
+      yield* client.write("EHLO x.test\r\n")
+      yield* client.reply
+      yield* client.write("STARTTLS\r\n")
+      expect(yield* client.reply).toMatch(/^220 /)
+      const secure = tls.connect({ socket: client.socket, rejectUnauthorized: false })
+      yield* Effect.callback<void>((resume) => void secure.once("secureConnect", () => resume(Effect.void)))
+      const received: Array<string> = []
+      secure.on("data", (chunk: Buffer) => void received.push(chunk.toString("latin1")))
+      secure.on("error", () => undefined)
+      for (let i = 0; i < 200 && !secure.destroyed && !received.join("").includes("421"); i++) {
+        secure.write("M")
+        yield* Effect.sleep("40 millis")
+      }
+      expect(received.join("")).toBe("421 4.4.2 Timeout receiving the command line, closing the connection\r\n")
     }))
 })

@@ -7,11 +7,13 @@
  * dispatches them one after the other, keeping the rest of the chunk to
  * itself. `CommandStream` follows the same chunk and learns where each
  * dispatched line ends, so it can count what follows it without copying or
- * parsing anything a second time.
+ * parsing anything a second time. It also says, as input arrives, whether a
+ * command line is left open: what the command-line deadline needs.
  */
-import { SMTPStream } from "smtp-server/lib/smtp-stream.js"
+import { SMTPStream, type SMTPStreamOptions } from "smtp-server/lib/smtp-stream.js"
 
 const CR = 0x0d
+const LF = 0x0a
 const EMPTY = Buffer.alloc(0)
 
 type Callback = (error?: Error | null) => void
@@ -24,6 +26,13 @@ export class CommandStream extends SMTPStream {
   #position = 0
   /** The length of the write being processed; the parser's own re-entries handle parts of it. */
   #writing: number | undefined = undefined
+  readonly #lineOpen: (open: boolean) => void
+
+  /** `lineOpen` hears after each read whether it ended inside a command line. */
+  constructor(options: SMTPStreamOptions, lineOpen: (open: boolean) => void) {
+    super(options)
+    this.#lineOpen = lineOpen
+  }
 
   override _write(chunk: Buffer, encoding: BufferEncoding | "buffer", next: Callback): void {
     let done = next
@@ -39,6 +48,7 @@ export class CommandStream extends SMTPStream {
       this.#chunk = chunk
       this.#position = 0
     }
+    this.#lineOpen(!this._dataMode && chunk.length > 0 && chunk[chunk.length - 1] !== LF)
     super._write(chunk, encoding, done)
   }
 

@@ -400,23 +400,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     return () => fiber.interruptUnsafe()
   }
 
-  // A command line must be complete within commandTimeout of its first byte, however slowly it trickles in.
-  // The deadline is armed only when a read ends in the middle of a line, which ordinary clients never do.
-  const watchCommandLines = (connection: EngineConnection, socket: net.Socket | tls.TLSSocket): void => {
-    let cancel: (() => void) | undefined
-    const disarm = () => {
-      cancel?.()
-      cancel = undefined
-    }
-    socket.on("data", (chunk: Buffer) => {
-      // Only plaintext command lines: not a message body, not TLS records under a STARTTLS upgrade.
-      if (connection._dataStream || connection._upgrading || connection._socket !== socket) return disarm()
-      if (chunk[chunk.length - 1] === 0x0a) return disarm()
-      cancel ??= watch(Effect.sleep(settings.commandTimeout), () => connection.refuse(commandTimedOut))
-    })
-    socket.once("close", disarm)
-  }
-
   /**
    * Completes once a message is late: past dataTimeout, or slower on average than minDataRate after a grace
    * of idleTimeout. A trickle of bytes extends neither.
@@ -529,8 +512,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   /** smtp-server's connection, taught our reply format and the shutdown rule. */
   class EngineConnection extends SMTPConnection {
     private greeted = false
-    constructor(...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {
+    private released = false
+    /** The address the connection counts against in the per-client limit. */
+    private readonly client: string
+    constructor(client: string, ...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {
       super(server, socket, socketOptions)
+      this.client = client
       // A socket that is TLS already makes a secure session whatever the listener: the test kit's secure connections.
       if (socket instanceof tls.TLSSocket && !this.secure) {
         this.session.secure = this.secure = true
@@ -549,13 +536,29 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }
     override _createParser(): CommandStream {
       // smtp-server's own parser, which also counts what the client sent ahead of each command.
-      const parser = new CommandStream({ maxCommandLength: this._server.options.maxCommandLength })
+      const parser = new CommandStream(
+        { maxCommandLength: this._server.options.maxCommandLength },
+        (open) => this.watchLine(open && !this._upgrading)
+      )
       parser.oncommand = (command, callback) => {
         parser.dispatched(command)
         this._onCommand(command, callback)
       }
       parser.on("error", (error: Error) => this.send(421, `Error: ${error.message}`))
       return parser
+    }
+
+    private lineDeadline: (() => void) | undefined = undefined
+
+    // A command line must be complete within commandTimeout of its first byte, however slowly it trickles in.
+    // The deadline is armed only when a read ends in the middle of a line, which ordinary clients never do.
+    private watchLine(open: boolean): void {
+      if (!open) {
+        this.lineDeadline?.()
+        this.lineDeadline = undefined
+      } else {
+        this.lineDeadline ??= watch(Effect.sleep(settings.commandTimeout), () => this.refuse(commandTimedOut))
+      }
     }
 
     /** Bytes the client sent after the command being handled. */
@@ -600,6 +603,18 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         socket.once("close", cancel)
       }
       super._armTimeout(socket)
+    }
+
+    override _onClose(): void {
+      super._onClose()
+      this.watchLine(false)
+      // Counted here rather than on the socket's "close": STARTTLS removes every listener from the plaintext socket.
+      if (this.released) return
+      this.released = true
+      engines.delete(this)
+      const left = (perClient.get(this.client) ?? 1) - 1
+      if (left === 0) perClient.delete(this.client)
+      else perClient.set(this.client, left)
     }
 
     junkCommands = 0
@@ -663,19 +678,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         return void socket.end(`${refused.line}\r\n`)
       }
       perClient.set(client, fromClient + 1)
-      socket.once("close", () => {
-        const left = (perClient.get(client) ?? 1) - 1
-        if (left === 0) perClient.delete(client)
-        else perClient.set(client, left)
-      })
-      const connection = new EngineConnection(this, socket, socketOptions)
+      const connection = new EngineConnection(client, this, socket, socketOptions)
       this.connections.add(connection)
       engines.add(connection)
       byEngineSession.set(connection.session, connection)
       connection.on("error", (error: Error) => this._onError(error))
       connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
-      socket.once("close", () => engines.delete(connection))
-      watchCommandLines(connection, socket)
       connection.init()
     }
 

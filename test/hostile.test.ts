@@ -192,6 +192,26 @@ describe("hostile input", () => {
       expect(yield* say("RCPT TO:<zoë@x.test>")).toMatch(/^250 /)
     }))
 
+  it.live("malformed MAIL and RCPT parameters get 555 5.5.4; lines over the per-verb limits 500 5.5.2", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory()
+      const client = yield* connect(server.port)
+      yield* client.reply
+      const say = (line: string) => Effect.andThen(client.write(`${line}\r\n`), client.reply)
+      yield* say("EHLO x.test")
+      for (const parameters of ["SIZE=abc", "=x", "BODY=FOO", "SMTPUTF8=1", "ENVID=", "X-UNKNOWN=1"]) {
+        expect(yield* say(`MAIL FROM:<a@x.test> ${parameters}`)).toMatch(/^555 5\.5\.4 /)
+      }
+      expect(yield* say(`MAIL FROM:<${"l".repeat(65)}@x.test>`)).toBe("501 5.1.7 Local part longer than 64 octets")
+      expect(yield* say(`NOOP ${"x".repeat(510)}`)).toBe("500 5.5.2 Line too long")
+      expect(yield* say(`MAIL FROM:<a@x.test> ENVID=${"x".repeat(2040)}`)).toBe("500 5.5.2 Line too long")
+      expect(yield* say("MAIL FROM:<a@x.test> SIZE=100 BODY=8BITMIME")).toMatch(/^250 /)
+      expect(yield* say("RCPT TO:<b@x.test> NOTIFY=NEVER")).toMatch(/^250 /)
+      expect(yield* say("RCPT TO:<b@x.test> NOTIFY=SOMETIMES")).toMatch(/^555 5\.5\.4 /)
+      expect(yield* say(`AUTH PLAIN ${"x".repeat(20_000)}`)).toBe("500 5.5.2 Line too long, closing the connection")
+      yield* client.closed
+    }))
+
   it.live("a message trickled in slower than dataTimeout: 421 4.4.2, closed, nothing delivered", () =>
     Effect.gen(function*() {
       const server = yield* serveMemory({ dataTimeout: "300 millis" })

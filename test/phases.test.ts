@@ -99,7 +99,7 @@ describe("phases", () => {
       const calls = yield* Ref.make(0)
       const app = SmtpApp.empty.pipe(SmtpApp.onMailFrom((next) => Effect.andThen(Ref.update(calls, (n) => n + 1), next)))
       const client = yield* kitSession(app)
-      expect(yield* say(client, "MAIL FROM:<a@x.test> SIZE=abc")).toMatch(/^501 5\.5\.4 /)
+      expect(yield* say(client, "MAIL FROM:<a@x.test> SIZE=abc")).toMatch(/^555 5\.5\.4 /)
       expect(yield* say(client, "MAIL FROM:<a@x.test> BODY=9BIT")).toMatch(/^5\d\d 5\.5\.4 /)
       expect(yield* say(client, "MAIL FROM:<a@x.test> FOO=BAR")).toMatch(/^555 5\.5\.4 /)
       expect(yield* say(client, "MAIL FROM:<no-at-sign>")).toMatch(/^5\d\d 5\.1\.\d /)

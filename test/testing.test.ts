@@ -167,7 +167,7 @@ describe("SmtpTest", () => {
       expect(status(yield* client.rcptTo("carol@example.com"))).toBe("250 2.1.5")
       expect(status(yield* client.rcptTo("dave@example.com"))).toBe("452 4.5.3")
       expect(yield* client.data(message)).toEqual({ code: 554, enhanced: "5.6.0", lines: ["Content rejected"] })
-      expect(status(yield* client.mailFrom("alice@example.com", { SIZE: "x" }))).toBe("501 5.5.4")
+      expect(status(yield* client.mailFrom("alice@example.com", { SIZE: "x" }))).toBe("555 5.5.4")
       expect(status(yield* client.mailFrom("alice@example.com", { FOO: "1" }))).toBe("555 5.5.4")
     }))
 

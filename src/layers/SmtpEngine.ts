@@ -93,6 +93,26 @@ const dataTimedOut = Reject.closing("4.4.2", "Timeout receiving the message, clo
 const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
 const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
 const outOfSync = Reject.permanent(554, "5.5.0", "Error: SMTP protocol synchronization, closing the connection")
+const lineTooLong = Reject.permanent(500, "5.5.2", "Line too long")
+const overlongInput = Reject.permanent(500, "5.5.2", "Line too long, closing the connection")
+const badParameter = Reject.permanent(555, "5.5.4", "Unsupported or malformed parameter")
+
+/**
+ * Longest command line per verb, CRLF included: RFC 5321 section 4.5.3.1.4, with room for the parameters of
+ * SMTP extensions in MAIL and RCPT, and RFC 4954 section 4 for AUTH and its responses.
+ */
+const lineLimit = (verb: string): number => verb === "AUTH" ? 12288 : verb === "MAIL" || verb === "RCPT" ? 2048 : 512
+
+/** An ESMTP parameter as RFC 5321 section 4.1.2 spells it (UTF-8 values allowed, RFC 6531). */
+const ESMTP_PARAMETER = /^[A-Za-z0-9][A-Za-z0-9-]*(?:=[\x21-\x3c\x3e-\x7e\x80-\xff]+)?$/
+
+/** Whether every parameter after the path of a MAIL or RCPT line is well formed. */
+const wellFormedParameters = (command: Buffer): boolean => {
+  const end = command.indexOf(">")
+  if (end === -1) return true
+  const rest = command.toString("latin1", end + 1).trim()
+  return rest === "" || rest.split(/\s+/).every((parameter) => ESMTP_PARAMETER.test(parameter))
+}
 
 /** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4). */
 const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS"])
@@ -544,7 +564,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         parser.dispatched(command)
         this._onCommand(command, callback)
       }
-      parser.on("error", (error: Error) => this.send(421, `Error: ${error.message}`))
+      // The parser fails only on a line far longer than any command may be.
+      parser.on("error", () => this.refuse(overlongInput))
       return parser
     }
 
@@ -566,7 +587,15 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       return (this._parser instanceof CommandStream ? this._parser.ahead : 0) + this._socket.readableLength
     }
 
+    /** The verb of the command being handled ("" in an AUTH exchange). */
+    private verb = ""
+
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
+      // smtp-server refuses MAIL and RCPT parameters it cannot parse with a bare 501: they get 555 5.5.4.
+      const parameterError = code === 501 && context === undefined && typeof data === "string" && !ENHANCED.test(data)
+      if (parameterError && (this.verb === "MAIL" || this.verb === "RCPT")) {
+        return super.send(555, `5.5.4 ${data}`, false)
+      }
       // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.
       if (code === 421 && data === "Error: too many unrecognized commands") return this.refuse(tooMuchJunk)
@@ -624,6 +653,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const connection = connections.get(this.session)
       if (connection?.draining ?? shuttingDown) return this.refuse(Reject.shuttingDown)
       const verb = command.toString("latin1", 0, 16).split(" ", 1)[0]!.toUpperCase()
+      this.verb = this._nextHandler === false ? verb : ""
       if (this._nextHandler === false && this.ahead() > 0) {
         // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4).
         if (verb === "STARTTLS") return this.refuse(outOfSync)
@@ -632,6 +662,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       }
       // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
       if (verb === "BDAT") return this.refuse(bdatRefused)
+      if (command.length + 2 > lineLimit(this._nextHandler === false ? verb : "AUTH")) {
+        this._nextHandler = false
+        return this.reject(lineTooLong, callback)
+      }
+      if ((verb === "MAIL" || verb === "RCPT") && this._nextHandler === false && !wellFormedParameters(command)) {
+        return this.reject(badParameter, callback)
+      }
       if (this._nextHandler !== false || verb === "AUTH") {
         // A SASL response, or AUTH with an initial response: strict base64, or "*" to cancel.
         const token = this._nextHandler !== false ? command.toString("latin1").trim() : authArgument(command)

@@ -55,29 +55,39 @@ export interface RcptToAddress {
   readonly params: RcptParams
 }
 
-const badAddress = Reject.permanent(553, "5.1.3", "Mailbox name syntax is invalid")
 const badParameter = Reject.permanent(555, "5.5.4", "Unsupported or malformed parameter")
 
 const nonAsciiWithoutSmtpUtf8 = Reject.permanent(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 const invalidUtf8 = Reject.permanent(501, "5.5.2", "Address is not valid UTF-8")
-const localPartTooLong = Reject.permanent(501, "5.1.3", "Local part longer than 64 octets")
-const domainTooLong = Reject.permanent(501, "5.1.2", "Domain longer than 255 octets")
-const pathTooLong = Reject.permanent(501, "5.1.3", "Path longer than 256 octets")
+
+/** RFC 3463 tells a bad sender (X.1.7, X.1.8) from a bad recipient (X.1.3, X.1.2). */
+const addressErrors = (mailbox: "5.1.7" | "5.1.3", system: "5.1.8" | "5.1.2") => ({
+  syntax: Reject.permanent(553, mailbox, "Mailbox name syntax is invalid"),
+  localPartTooLong: Reject.permanent(501, mailbox, "Local part longer than 64 octets"),
+  domainTooLong: Reject.permanent(501, system, "Domain longer than 255 octets"),
+  pathTooLong: Reject.permanent(501, mailbox, "Path longer than 256 octets")
+})
+const senderErrors = addressErrors("5.1.7", "5.1.8")
+const recipientErrors = addressErrors("5.1.3", "5.1.2")
 
 const octets = (text: string) => Buffer.byteLength(text, "utf8")
 
 /** Splits and checks a mailbox: RFC 5321 §4.5.3.1 sizes, and non-ASCII only with SMTPUTF8 (RFC 6531). */
-const decodeMailbox = (raw: string, smtpUtf8: boolean): Result.Result<Mailbox, Reject.SmtpRejection> => {
+const decodeMailbox = (
+  raw: string,
+  smtpUtf8: boolean,
+  errors: typeof senderErrors
+): Result.Result<Mailbox, Reject.SmtpRejection> => {
   const at = raw.lastIndexOf("@")
-  if (at <= 0 || at === raw.length - 1) return Result.fail(badAddress)
+  if (at <= 0 || at === raw.length - 1) return Result.fail(errors.syntax)
   // smtp-server decodes the command line as UTF-8: invalid bytes became U+FFFD.
   if (raw.includes("\uFFFD")) return Result.fail(invalidUtf8)
   if (!smtpUtf8 && /[^\x00-\x7F]/.test(raw)) return Result.fail(nonAsciiWithoutSmtpUtf8)
   const localPart = raw.slice(0, at)
   const domain = raw.slice(at + 1)
-  if (octets(raw) + 2 > 256) return Result.fail(pathTooLong)
-  if (octets(localPart) > 64) return Result.fail(localPartTooLong)
-  if (octets(domain) > 255) return Result.fail(domainTooLong)
+  if (octets(raw) + 2 > 256) return Result.fail(errors.pathTooLong)
+  if (octets(localPart) > 64) return Result.fail(errors.localPartTooLong)
+  if (octets(domain) > 255) return Result.fail(errors.domainTooLong)
   return Result.succeed(new Mailbox({ raw, localPart, domain: domain.toLowerCase() }))
 }
 
@@ -130,7 +140,7 @@ export const decodeMailFrom = (address: SMTPServerAddress): Result.Result<MailFr
   if (Result.isFailure(params)) return Result.fail(params.failure)
   if (address.address === "") return Result.succeed({ mailbox: Option.none(), params: params.success })
   return Result.map(
-    decodeMailbox(address.address, params.success.smtpUtf8),
+    decodeMailbox(address.address, params.success.smtpUtf8, senderErrors),
     (mailbox) => ({ mailbox: Option.some(mailbox), params: params.success })
   )
 }
@@ -142,7 +152,7 @@ export const decodeRcptTo = (
 ): Result.Result<RcptToAddress, Reject.SmtpRejection> => {
   const params = rcptParams(address.args)
   if (Result.isFailure(params)) return Result.fail(params.failure)
-  return Result.map(decodeMailbox(address.address, smtpUtf8), (mailbox) => ({ mailbox, params: params.success }))
+  return Result.map(decodeMailbox(address.address, smtpUtf8, recipientErrors), (mailbox) => ({ mailbox, params: params.success }))
 }
 
 /** The sender as text: the mailbox, or "" for the null sender. */

@@ -12,7 +12,6 @@ import { Cause, Config, Console, Context, Effect, Exit, Layer, Logger, Option, R
 import { readFileSync } from "node:fs"
 import * as os from "node:os"
 import * as Maildir from "./layers/Maildir.ts"
-import * as SelfSignedCertificate from "./layers/SelfSignedCertificate.ts"
 import { SmtpServer } from "./layers/SmtpServer.ts"
 import { SmtpServerConfig, type TlsCertificate } from "./layers/SmtpServerConfig.ts"
 import * as SmtpApp from "./phases/SmtpApp.ts"
@@ -68,18 +67,18 @@ const pemFile = (variable: string) =>
       })
   }))
 
-const certificate = (hostname: string) =>
-  Effect.gen(function*() {
-    const cert = yield* pemFile("SMTP_TLS_CERT")
-    const key = yield* pemFile("SMTP_TLS_KEY")
-    if (Option.isSome(cert) && Option.isSome(key)) {
-      return { cert: cert.value, key: Redacted.make(key.value) } satisfies TlsCertificate
-    }
-    if (Option.isSome(cert) || Option.isSome(key)) {
-      return yield* new StartupError({ message: "SMTP_TLS_CERT and SMTP_TLS_KEY: set both or neither" })
-    }
-    return yield* SelfSignedCertificate.make(hostname)
-  })
+/** The certificate files, or a self-signed certificate when neither is given. */
+const certificate: Effect.Effect<TlsCertificate | "self-signed", StartupError> = Effect.gen(function*() {
+  const cert = yield* pemFile("SMTP_TLS_CERT")
+  const key = yield* pemFile("SMTP_TLS_KEY")
+  if (Option.isSome(cert) && Option.isSome(key)) {
+    return { cert: cert.value, key: Redacted.make(key.value) } satisfies TlsCertificate
+  }
+  if (Option.isSome(cert) || Option.isSome(key)) {
+    return yield* new StartupError({ message: "SMTP_TLS_CERT and SMTP_TLS_KEY: set both or neither" })
+  }
+  return "self-signed"
+})
 
 const main = Effect.gen(function*() {
   const host = Option.getOrElse(yield* read("SMTP_HOST"), () => "127.0.0.1")
@@ -94,7 +93,7 @@ const main = Effect.gen(function*() {
     onSome: (raw) => raw.split(",").map((domain) => domain.trim()).filter((domain) => domain !== "")
   })
   const logins = yield* users
-  const tls = yield* certificate(hostname)
+  const tls = yield* certificate
 
   const receiving = SmtpApp.empty.pipe(localDomains(domains), deliver)
   // With users, authRequired makes the server refuse MAIL from sessions that have not logged in (530 5.7.0).

@@ -7,6 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
+import * as SelfSignedCertificate from "../src/layers/SelfSignedCertificate.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, type RawClient, send, serve } from "./support.ts"
 
@@ -294,6 +295,16 @@ describe("configuration", () => {
       expect(anyPort.port).toBe(0)
       const outOfRange = yield* Layer.build(SmtpServerConfig.layerConfig().pipe(Layer.provide(environment({ SMTP_PORT: "70000" })))).pipe(Effect.flip)
       expect(outOfRange.message).toMatch(/port/)
+    }))
+
+  it.live("TLS: a certificate that does not match its key fails the Layer; \"self-signed\" serves STARTTLS", () =>
+    Effect.gen(function*() {
+      const one = yield* SelfSignedCertificate.make("one.test")
+      const other = yield* SelfSignedCertificate.make("other.test")
+      expect(yield* build({ port: 0, tls: { cert: one.cert, key: other.key } })).toMatch(/^tls: the certificate or its key cannot be used/)
+      const server = yield* serve(SmtpApp.empty.pipe(SmtpApp.onRcptTo((next) => next)), { tls: "self-signed" })
+      const overTls = { requireTLS: true, ignoreTLS: false, tls: { rejectUnauthorized: false } }
+      expect(yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" }, overTls)).toMatchObject({ ok: true })
     }))
 
   it.live("a config error is an SmtpConfigError", () =>

@@ -9,8 +9,10 @@
  * names it.
  */
 import * as os from "node:os"
+import * as tls from "node:tls"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema, SchemaIssue } from "effect"
 import type { Phase } from "../phases/SmtpApp.ts"
+import * as SelfSignedCertificate from "./SelfSignedCertificate.ts"
 
 /** A certificate and its private key, both PEM. */
 export interface TlsCertificate {
@@ -40,7 +42,10 @@ export interface Settings {
   readonly shutdownTimeout: Duration.Duration
   /** How long each phase's handlers may run before the command gets `451 4.4.1`. */
   readonly phaseTimeouts: Readonly<Record<Phase, Duration.Duration>>
-  /** The certificate for STARTTLS (or implicit TLS); `None` disables TLS. */
+  /**
+   * The certificate for STARTTLS (or implicit TLS); `None` disables TLS. Never smtp-server's built-in one,
+   * whose private key is public.
+   */
   readonly tls: Option.Option<TlsCertificate>
   /** TLS from the first byte (port 465 style) instead of STARTTLS. */
   readonly implicitTls: boolean
@@ -96,7 +101,8 @@ export interface Options {
   readonly idleTimeout?: Duration.Input
   readonly shutdownTimeout?: Duration.Input
   readonly phaseTimeouts?: Partial<Record<Phase, Duration.Input>>
-  readonly tls?: TlsCertificate
+  /** A certificate and key, or `"self-signed"`: one made at start-up for `hostname`, for development. */
+  readonly tls?: TlsCertificate | "self-signed"
   readonly implicitTls?: boolean
   readonly authMethods?: ReadonlyArray<"PLAIN" | "LOGIN">
   readonly authRequired?: boolean
@@ -188,6 +194,20 @@ const duration = (name: string, input: Duration.Input | undefined, fallback: Dur
     onSome: (value) => Duration.isZero(value) ? fail(`${name}: must be longer than zero`) : Effect.succeed(value)
   })
 
+/** The certificate to serve, checked now rather than at a client's first handshake: it loads and matches its key. */
+const certificate = (given: TlsCertificate | "self-signed", hostname: string) =>
+  Effect.gen(function*() {
+    if (given === "self-signed") {
+      yield* Effect.logWarning("TLS uses a self-signed certificate made at start-up: for development only")
+      return yield* SelfSignedCertificate.make(hostname)
+    }
+    yield* Effect.try({
+      try: () => tls.createSecureContext({ cert: given.cert, key: Redacted.value(given.key) }),
+      catch: (error) => new SmtpConfigError({ message: `tls: the certificate or its key cannot be used: ${String(error)}` })
+    })
+    return given
+  })
+
 /** Validates options and fills in the defaults. */
 export const resolve = Effect.fnUntraced(function*(options: Options) {
   const merged = { ...defaults, ...options }
@@ -201,7 +221,7 @@ export const resolve = Effect.fnUntraced(function*(options: Options) {
   const settings: Settings = {
     ...merged,
     banner: Option.fromNullishOr(options.banner),
-    tls: Option.fromNullishOr(options.tls),
+    tls: options.tls === undefined ? Option.none() : Option.some(yield* certificate(options.tls, merged.hostname)),
     idleTimeout: yield* duration("idleTimeout", options.idleTimeout, defaults.idleTimeout),
     shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
     dataTimeout: yield* duration("dataTimeout", options.dataTimeout, defaults.dataTimeout),

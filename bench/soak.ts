@@ -1,8 +1,9 @@
 /**
  * Soak test: 200 concurrent clients against bench/soak-server.ts on
  * 127.0.0.1 for a bounded time (60 s by default), mixing normal mail with
- * clients that disconnect mid-DATA, try SMTP smuggling, send junk commands or
- * BDAT. It checks that the server stays up, that its memory stays bounded,
+ * clients that disconnect mid-DATA, try SMTP smuggling, send the message
+ * before the 354 (unauthorised pipelining) or send junk commands. It checks
+ * that the server stays up, that its memory stays bounded,
  * and that every message that got 250 was stored exactly once (and nothing
  * that was smuggled or rejected was). Usage: node bench/soak.ts [SECONDS] [CLIENTS]
  */
@@ -56,6 +57,15 @@ const session = async (): Promise<void> => {
     await client.expect("greeting", 220)
     await client.command("EHLO soak.test", 250)
     const roll = Math.random()
+    if (roll >= 0.2 && roll < 0.25) {
+      // Sends the message without waiting for the 354: refused before any of it is read.
+      client.socket.write("MAIL FROM:<soak@sender.test>\r\nRCPT TO:<box@example.test>\r\nDATA\r\nX-Soak-Id: pipelined\r\n\r\n.\r\n")
+      await client.expect("pipelined MAIL", 250)
+      await client.expect("pipelined RCPT", 250)
+      await client.expect("pipelined DATA", 554)
+      stats.hostile++
+      return client.destroy()
+    }
     for (let n = 0; n < 5 && Date.now() < deadline; n++) {
       const id = `m${++counter}`
       await client.command("MAIL FROM:<soak@sender.test>", 250)
@@ -110,6 +120,6 @@ const counts = new Map<string, number>()
 for (const id of stored) counts.set(id, (counts.get(id) ?? 0) + 1)
 const lost = [...acknowledged].filter((id) => counts.get(id) !== 1)
 const duplicated = [...counts].filter(([, n]) => n > 1).length
-const smuggled = counts.get("smuggled") ?? 0
+const smuggled = (counts.get("smuggled") ?? 0) + (counts.get("pipelined") ?? 0)
 console.log(JSON.stringify({ seconds, clients, ...stats, stored: stored.length, lost: lost.length, duplicated, smuggled, alive, exitCode, rssMiB: { start: Math.round(rss.start), peak: Math.round(rss.peak), end: Math.round(rss.end) } }))
 process.exitCode = alive && lost.length === 0 && duplicated === 0 && smuggled === 0 ? 0 : 1

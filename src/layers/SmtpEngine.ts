@@ -533,6 +533,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   class EngineConnection extends SMTPConnection {
     private greeted = false
     private released = false
+    /** The verb of the command being handled ("" in an AUTH exchange). */
+    private verb = ""
+    private junkCommands = 0
+    /** Cancels the deadline of a command line that has begun; set while one is open. */
+    private lineDeadline: (() => void) | undefined = undefined
+    /** Cancels the write-stall deadline; set while replies wait for the client to read them. */
+    private stalled: (() => void) | undefined = undefined
     /** The address the connection counts against in the per-client limit. */
     private readonly client: string
     constructor(client: string, ...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {
@@ -569,8 +576,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       return parser
     }
 
-    private lineDeadline: (() => void) | undefined = undefined
-
     // A command line must be complete within commandTimeout of its first byte, however slowly it trickles in.
     // The deadline is armed only when a read ends in the middle of a line, which ordinary clients never do.
     private watchLine(open: boolean): void {
@@ -587,9 +592,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       return (this._parser instanceof CommandStream ? this._parser.ahead : 0) + this._socket.readableLength
     }
 
-    /** The verb of the command being handled ("" in an AUTH exchange). */
-    private verb = ""
-
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
       // smtp-server refuses MAIL and RCPT parameters it cannot parse with a bare 501: they get 555 5.5.4.
       const parameterError = code === 501 && context === undefined && typeof data === "string" && !ENHANCED.test(data)
@@ -605,8 +607,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (code === 421 && own) this.close()
       this.watchStall()
     }
-
-    private stalled: (() => void) | undefined = undefined
 
     // smtp-server stops reading commands while replies wait for the client to read them; this bounds the wait.
     private watchStall(): void {
@@ -645,8 +645,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (left === 0) perClient.delete(this.client)
       else perClient.set(this.client, left)
     }
-
-    junkCommands = 0
 
     override _onCommand(command: Buffer, callback?: () => void): void {
       if (this._upgrading) return super._onCommand(command, callback)

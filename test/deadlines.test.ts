@@ -50,6 +50,21 @@ describe("deadlines", () => {
       expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" }, secure)).toMatchObject({ ok: true })
     }))
 
+  it.live("implicit TLS: connections still in their handshake count against the connection limits", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ tls: fixtureTls, implicitTls: true, maxConnectionsPerClient: 2 })
+      const first = yield* connect(server.port)
+      const second = yield* connect(server.port)
+      const third = yield* connect(server.port)
+      yield* third.closed
+      expect([first.socket.readyState, second.socket.readyState]).toEqual(["open", "open"])
+      first.socket.destroy()
+      second.socket.destroy()
+      yield* Effect.sleep("100 millis")
+      const secure = { secure: true, ignoreTLS: false, tls: { rejectUnauthorized: false } }
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "fine" }, secure)).toMatchObject({ ok: true })
+    }))
+
   it.live("a message slower than minDataRate: 421 4.4.2 and closed; a faster one is delivered", () =>
     Effect.gen(function*() {
       const server = yield* serveMemory({ minDataRate: 100, idleTimeout: "400 millis" })

@@ -161,6 +161,19 @@ describe("hostile input", () => {
       expect(yield* say("NOOP")).toMatch(/^250 /)
     }))
 
+  it.live("verbs are ASCII letters: a look-alike such as MAıL or ſTARTTLS is no command (500 5.5.2), auth stays required", () =>
+    Effect.gen(function*() {
+      const client = yield* connect(yield* serveNobodyLogsIn({ tls: fixtureTls, authRequired: true }))
+      yield* client.reply
+      const say = (line: string) => Effect.andThen(client.write(Buffer.from(`${line}\r\n`, "utf8")), client.reply)
+      yield* say("EHLO x.test")
+      expect(yield* say("MAIL FROM:<a@x.test>")).toBe("530 5.7.0 Authentication required")
+      expect(yield* say("MAıL FROM:<a@x.test>")).toBe("500 5.5.2 Error: command not recognized")
+      expect(yield* say("RCPT TO:<b@x.test>")).toMatch(/^5\d\d /)
+      expect(yield* say("ſTARTTLS")).toBe("500 5.5.2 Error: command not recognized")
+      expect(yield* say("NOOP")).toMatch(/^250 /)
+    }))
+
   it.live("AUTH is not offered or accepted before TLS when TLS is available", () =>
     Effect.gen(function*() {
       const client = yield* connect(yield* serveNobodyLogsIn({ tls: fixtureTls }))

@@ -5,6 +5,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as net from "node:net"
+import { Duplex } from "node:stream"
+import * as tls from "node:tls"
 import { connect, fixtureTls, send, serveMemory } from "./support.ts"
 
 const outOfSync = "554 5.5.0 Error: SMTP protocol synchronization, closing the connection"
@@ -109,4 +112,84 @@ describe("pipelining", () => {
       expect(yield* client.reply).toBe(outOfSync)
       expect(yield* server.messages).toHaveLength(1)
     }))
+
+  it.live("over TLS: commands in separate TLS records of one TCP write count as sent ahead", () =>
+    Effect.gen(function*() {
+      const server = yield* serveMemory({ tls: fixtureTls, implicitTls: true })
+      const early = yield* heldTlsClient(server.port)
+      yield* early.reply
+      yield* early.together(["EHLO x.test\r\n", "MAIL FROM:<a@x.test>\r\n"])
+      expect(yield* early.reply).toBe(outOfSync)
+      const eager = yield* heldTlsClient(server.port)
+      yield* eager.reply
+      yield* eager.together(["EHLO x.test\r\n"])
+      yield* eager.reply
+      yield* eager.together(["MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n"])
+      yield* eager.reply
+      yield* eager.reply
+      yield* eager.together(["DATA\r\n", "Subject: eager\r\n\r\nsent before the 354\r\n.\r\n"])
+      expect(yield* eager.reply).toBe(outOfSync)
+      expect(yield* server.messages).toHaveLength(0)
+      const secure = { secure: true, ignoreTLS: false, tls: { rejectUnauthorized: false } }
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "polite" }, secure)).toMatchObject({ ok: true })
+    }))
 })
+
+/**
+ * A TLS client that sends each of `together`'s pieces as its own TLS record and all of them in one TCP write,
+ * as a client that pipelines over TLS does; `reply` is the next whole reply.
+ */
+const heldTlsClient = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly together: (pieces: ReadonlyArray<string>) => Effect.Effect<void>; readonly reply: Effect.Effect<string>; readonly secure: tls.TLSSocket }>((resume) => {
+      const raw = net.connect(port, "127.0.0.1")
+      raw.on("error", () => undefined)
+      let held: Array<Buffer> | undefined
+      const wire = new Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, done) {
+          if (held === undefined) raw.write(chunk)
+          else held.push(chunk)
+          done()
+        }
+      })
+      raw.on("data", (chunk: Buffer) => wire.push(chunk))
+      raw.on("end", () => wire.push(null))
+      const secure = tls.connect({ socket: wire, rejectUnauthorized: false })
+      secure.on("error", () => undefined)
+      let text = ""
+      let ended = false
+      const waiting: Array<() => void> = []
+      secure.on("data", (chunk: Buffer) => {
+        text += chunk.toString("latin1")
+        waiting.splice(0).forEach((wake) => wake())
+      })
+      secure.on("close", () => {
+        ended = true
+        waiting.splice(0).forEach((wake) => wake())
+      })
+      const reply: Effect.Effect<string> = Effect.callback((done) => {
+        const attempt = () => {
+          const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(text)
+          if (match === null) return ended ? done(Effect.succeed("")) : void waiting.push(attempt)
+          text = text.slice(match[0].length)
+          done(Effect.succeed(match[0].trimEnd()))
+        }
+        attempt()
+      })
+      // Each secure.write becomes a record on a later turn; the records go out together once all are made.
+      const together = (pieces: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          held = []
+          for (const piece of pieces) {
+            secure.write(piece)
+            yield* Effect.promise(() => new Promise((turn) => setImmediate(turn)))
+          }
+          const records = Buffer.concat(held)
+          held = undefined
+          raw.write(records)
+        })
+      secure.once("secureConnect", () => resume(Effect.succeed({ together, reply, secure })))
+    }),
+    (client) => Effect.sync(() => client.secure.destroy())
+  )

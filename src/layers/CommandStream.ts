@@ -48,7 +48,8 @@ export class CommandStream extends SMTPStream {
       this.#chunk = chunk
       this.#position = 0
     }
-    this.#lineOpen(!this._dataMode && chunk.length > 0 && chunk[chunk.length - 1] !== LF)
+    // A closed parser (its connection gone, or retired by STARTTLS) only drains what it holds.
+    if (!this.isClosed) this.#lineOpen(!this._dataMode && chunk.length > 0 && chunk[chunk.length - 1] !== LF)
     super._write(chunk, encoding, done)
   }
 

@@ -94,6 +94,7 @@ const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again 
 const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
 const outOfSync = Reject.permanent(554, "5.5.0", "Error: SMTP protocol synchronization, closing the connection")
 const lineTooLong = Reject.permanent(500, "5.5.2", "Line too long")
+const unrecognized = Reject.permanent(500, "5.5.2", "Error: command not recognized")
 const overlongInput = Reject.permanent(500, "5.5.2", "Line too long, closing the connection")
 const badParameter = Reject.permanent(555, "5.5.4", "Unsupported or malformed parameter")
 
@@ -114,8 +115,14 @@ const wellFormedParameters = (command: Buffer): boolean => {
   return rest === "" || rest.split(/\s+/).every((parameter) => ESMTP_PARAMETER.test(parameter))
 }
 
+/** Commands that take part in a mail transaction. */
+const TRANSACTION = new Set(["MAIL", "RCPT", "DATA"])
+
 /** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4). */
 const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS"])
+
+/** How long a refused connection may stay open while its refusal is read. */
+const REFUSED_LINGER = Duration.seconds(5)
 
 const handshakeTimedOut = (): Error =>
   Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" })
@@ -180,6 +187,11 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const engines = new Set<EngineConnection>()
   const byEngineSession = new WeakMap<SMTPServerSession, EngineConnection>()
   const perClient = new Map<string, number>()
+  const countClient = (client: string, change: 1 | -1): void => {
+    const count = (perClient.get(client) ?? 0) + change
+    if (count <= 0) perClient.delete(client)
+    else perClient.set(client, count)
+  }
   let shuttingDown = false
 
   // smtp-server's own log lines go to Effect's logger, at levels that keep per-command chatter out of Info.
@@ -536,6 +548,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     /** The verb of the command being handled ("" in an AUTH exchange). */
     private verb = ""
     private junkCommands = 0
+    /** Set while a command that must end its group waits a turn for TLS records read with it. */
+    private settled = false
     /** Cancels the deadline of a command line that has begun; set while one is open. */
     private lineDeadline: (() => void) | undefined = undefined
     /** Cancels the write-stall deadline; set while replies wait for the client to read them. */
@@ -593,17 +607,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }
 
     override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
-      // smtp-server refuses MAIL and RCPT parameters it cannot parse with a bare 501: they get 555 5.5.4.
-      const parameterError = code === 501 && context === undefined && typeof data === "string" && !ENHANCED.test(data)
-      if (parameterError && (this.verb === "MAIL" || this.verb === "RCPT")) {
-        return super.send(555, `5.5.4 ${data}`, false)
-      }
-      // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.
       if (code === 421 && data === "Error: too many unrecognized commands") return this.refuse(tooMuchJunk)
+      // smtp-server refuses MAIL and RCPT parameters it cannot parse with a bare 501: they get 555 5.5.4.
       const own = typeof data === "string" && ENHANCED.test(data)
+      if (code === 501 && context === undefined && !own && (this.verb === "MAIL" || this.verb === "RCPT")) {
+        return this.send(555, `5.5.4 ${typeof data === "string" ? data : "Invalid parameter"}`)
+      }
+      // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
       super.send(code, data, own ? false : context)
-      if (code >= 400) logRejection(this.session, code, typeof data === "string" ? data : String(data))
+      // An answer to a client that has gone (its handler interrupted) is not a rejection worth a log line.
+      if (code >= 400 && !this._closed) logRejection(this.session, code, typeof data === "string" ? data : String(data))
       if (code === 421 && own) this.close()
       this.watchStall()
     }
@@ -616,12 +630,21 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         logger.warn({ cid: this.id, host: this.remoteAddress }, "client left its replies unread, disconnecting")
         socket.destroy()
       })
-      this.stalled = () => {
+      const stalled = () => {
         this.stalled = undefined
+        socket.off("drain", stalled)
+        socket.off("close", stalled)
         cancel()
       }
-      socket.once("drain", this.stalled)
-      socket.once("close", this.stalled)
+      this.stalled = stalled
+      socket.once("drain", stalled)
+      socket.once("close", stalled)
+    }
+
+    override upgrade(callback: () => void, secureCallback?: () => void): void {
+      // upgrade() removes every listener from the plaintext socket, a stall watch's too.
+      this.stalled?.()
+      super.upgrade(callback, secureCallback)
     }
 
     override _armTimeout(socket?: net.Socket): void {
@@ -641,21 +664,33 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (this.released) return
       this.released = true
       engines.delete(this)
-      const left = (perClient.get(this.client) ?? 1) - 1
-      if (left === 0) perClient.delete(this.client)
-      else perClient.set(this.client, left)
+      countClient(this.client, -1)
     }
 
     override _onCommand(command: Buffer, callback?: () => void): void {
       if (this._upgrading) return super._onCommand(command, callback)
       const connection = connections.get(this.session)
       if (connection?.draining ?? shuttingDown) return this.refuse(Reject.shuttingDown)
-      const verb = command.toString("latin1", 0, 16).split(" ", 1)[0]!.toUpperCase()
+      const word = command.toString("latin1", 0, 16).split(" ", 1)[0]!
+      // smtp-server upper-cases the verb as UTF-8, where "ı" is "I" and "ſ" is "S": a verb of anything but ASCII
+      // letters would reach it as a command the checks below never saw.
+      if (this._nextHandler === false && !/^[A-Za-z]+$/.test(word)) {
+        if (++this.junkCommands > settings.maxJunkCommands) return this.refuse(tooMuchJunk)
+        return this.reject(unrecognized, callback)
+      }
+      const verb = word.toUpperCase()
       this.verb = this._nextHandler === false ? verb : ""
+      const mustWait = LAST_IN_GROUP.has(verb) || this.openingCommand === "HELO"
+      if (this._nextHandler === false && mustWait && this.secure && !this.settled) {
+        // A TLS socket hands over one record at a time, so records read with this one are not queued yet: wait a
+        // turn for them to count as sent ahead.
+        this.settled = true
+        return void setImmediate(() => this._closing || this._closed || this._onCommand(command, callback))
+      }
+      this.settled = false
       if (this._nextHandler === false && this.ahead() > 0) {
         // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4).
         if (verb === "STARTTLS") return this.refuse(outOfSync)
-        const mustWait = LAST_IN_GROUP.has(verb) || this.openingCommand === "HELO"
         if (settings.rejectUnauthorizedPipelining && mustWait) return this.refuse(outOfSync)
       }
       // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
@@ -677,7 +712,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       } else if (!COMMANDS.has(verb) && ++this.junkCommands > settings.maxJunkCommands) {
         return this.refuse(tooMuchJunk)
       }
-      if (settings.authRequired && verb === "MAIL" && this.session.user === undefined) {
+      if (settings.authRequired && TRANSACTION.has(verb) && this._nextHandler === false && !this.session.user) {
         return this.reject(authenticationRequired, callback)
       }
       // AUTH is neither offered nor accepted before TLS (unless insecure AUTH is explicitly allowed).
@@ -699,20 +734,28 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   }
 
   class EngineServer extends SMTPServer {
+    /** Implicit TLS handshakes in progress: they count against both connection limits. */
+    private handshakes = 0
+
+    /** The limit a new connection from `client` would break, if any. */
+    private limitFor(client: string): Reject.SmtpRejection | undefined {
+      if (engines.size + this.handshakes >= settings.maxClients) return tooManyClients
+      return (perClient.get(client) ?? 0) >= settings.maxConnectionsPerClient ? tooManyFromYou : undefined
+    }
+
     override connect(socket: net.Socket | tls.TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {
       const client = socketOptions?.remoteAddress ?? socket.remoteAddress ?? ""
-      const fromClient = perClient.get(client) ?? 0
-      const refused = engines.size >= settings.maxClients
-        ? tooManyClients
-        : fromClient >= settings.maxConnectionsPerClient
-        ? tooManyFromYou
-        : undefined
+      const refused = this.limitFor(client)
       if (refused !== undefined) {
         logger.info({ host: client, tnx: "refused" }, "refused %s: %s", client, refused.message)
         socket.on("error", () => undefined)
+        // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
+        socket.resume()
+        const cancel = watch(Effect.sleep(REFUSED_LINGER), () => socket.destroy())
+        socket.once("close", cancel)
         return void socket.end(`${refused.line}\r\n`)
       }
-      perClient.set(client, fromClient + 1)
+      countClient(client, 1)
       const connection = new EngineConnection(client, this, socket, socketOptions)
       this.connections.add(connection)
       engines.add(connection)
@@ -720,6 +763,35 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       connection.on("error", (error: Error) => this._onError(error))
       connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
       connection.init()
+    }
+
+    override _acceptSocket(socket: net.Socket, handshake: boolean): (() => void) | false {
+      if (!handshake) return super._acceptSocket(socket, handshake)
+      // Nothing can be said before the handshake: a connection past a limit is dropped.
+      const client = socket.remoteAddress ?? ""
+      const refused = this.limitFor(client)
+      if (refused !== undefined) {
+        logger.info({ host: client, tnx: "refused" }, "refused %s before its TLS handshake: %s", client, refused.message)
+        socket.on("error", () => undefined)
+        socket.destroy()
+        return false
+      }
+      const release = super._acceptSocket(socket, handshake)
+      if (release === false) return false
+      this.handshakes++
+      countClient(client, 1)
+      let counted = true
+      const uncount = () => {
+        if (!counted) return
+        counted = false
+        this.handshakes--
+        countClient(client, -1)
+      }
+      socket.once("close", uncount)
+      return () => {
+        uncount()
+        release()
+      }
     }
 
     override _upgrade(socket: net.Socket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void {

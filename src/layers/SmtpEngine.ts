@@ -9,7 +9,7 @@
  * engine does not listen: `SmtpServer` does that, and the test kit hands it
  * in-memory sockets.
  */
-import { Cause, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
 import * as tls from "node:tls"
@@ -32,6 +32,14 @@ import { SmtpConfigError, type Settings } from "./SmtpServerConfig.ts"
 /** An Effect that has completed already (`Effect.succeed` makes one): its outcome is there without a fiber. */
 const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> => Exit.isExit(self)
 
+/**
+ * `around` with `added` on top. `Context.merge` sizes up its first argument,
+ * which copies an overlaid context whole: the state, usually empty, goes first
+ * when it is empty.
+ */
+const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
+  added.mapUnsafe.size === 0 ? Context.merge(added, around) : Context.merge(around, added)
+
 /** A reply error as smtp-server reads it. */
 type ReplyError = Error & { responseCode: number }
 
@@ -40,7 +48,8 @@ type Done = (error: ReplyError | null) => void
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
 interface Transaction<Cs, Ts, R> {
   readonly envelope: SMTPServerSession["envelope"]
-  readonly scope: Scope.Closeable
+  /** Only when the app declares transaction state. */
+  readonly scope: Scope.Closeable | undefined
   readonly ref: Ref.Ref<SmtpTransaction.Envelope>
   /** Everything a transaction phase sees: the app's services, the connection's and the transaction's. */
   readonly context: Context.Context<R | SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts>
@@ -189,6 +198,49 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     ))
   }
 
+  const unusedScope = Scope.makeUnsafe()
+
+  // Phase deadlines, on the app's Clock: one sleeping fiber for the whole engine, due at the earliest deadline of
+  // the handlers still running, rather than a timer per command. Handlers that complete at once are never timed.
+  interface Deadline {
+    readonly at: number
+    readonly expire: () => void
+  }
+  const clock = Context.get(services, Clock.Clock)
+  const deadlines = new Set<Deadline>()
+  let alarm: { readonly at: number; readonly fiber: Fiber.Fiber<void> } | undefined
+  const setAlarm = (at: number): void => {
+    alarm?.fiber.interruptUnsafe()
+    const fiber = run(Effect.sleep(Duration.millis(Math.max(0, at - clock.currentTimeMillisUnsafe()))))
+    alarm = { at, fiber }
+    fiber.addObserver((exit) => {
+      if (alarm?.fiber === fiber) alarm = undefined
+      if (Exit.isSuccess(exit)) expireDue()
+    })
+  }
+  const expireDue = (): void => {
+    const now = clock.currentTimeMillisUnsafe()
+    let next = Number.POSITIVE_INFINITY
+    for (const deadline of deadlines) {
+      if (deadline.at > now) next = Math.min(next, deadline.at)
+      else {
+        deadlines.delete(deadline)
+        deadline.expire()
+      }
+    }
+    if (next !== Number.POSITIVE_INFINITY) setAlarm(next)
+  }
+  const watch = (deadline: Deadline): void => {
+    deadlines.add(deadline)
+    if (alarm === undefined || alarm.at > deadline.at) setAlarm(deadline.at)
+  }
+  const unwatch = (deadline: Deadline): void => {
+    deadlines.delete(deadline)
+    // Nothing left to time: the sleeping fiber would only keep the process up.
+    if (deadlines.size === 0) alarm?.fiber.interruptUnsafe()
+  }
+  yield* Effect.addFinalizer(() => Effect.sync(() => alarm?.fiber.interruptUnsafe()))
+
   /** Something a phase needs: here already, or the Effect that builds it. */
   type Prepared<A> = A | Effect.Effect<A, Reject.SmtpRejection, R>
 
@@ -216,7 +268,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const connectionState = (connection: Connection<Cs, Ts, R>): Prepared<Context.Context<R | SmtpSession.SmtpSession | Cs>> => {
     if (connection.state !== undefined) return connection.state
     const built = app.connectionState(connection.base, connection.scope)
-    const keep = (state: Context.Context<Cs>) => connection.state = Context.merge(connection.base, state)
+    const keep = (state: Context.Context<Cs>) => connection.state = withState(connection.base, state)
     return isDone(built) && Exit.isSuccess(built) ? keep(built.value) : Effect.map(built, keep)
   }
 
@@ -225,7 +277,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     const transaction = connection.transaction
     if (transaction === undefined) return undefined
     connection.transaction = undefined
-    return Scope.closeUnsafe(transaction.scope, Exit.void)
+    return transaction.scope === undefined ? undefined : Scope.closeUnsafe(transaction.scope, Exit.void)
   }
 
   // smtp-server replaces the envelope object whenever a transaction ends (RSET, HELO, STARTTLS, after DATA).
@@ -235,14 +287,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   ): Prepared<Transaction<Cs, Ts, R>> => {
     const { service, ref } = SmtpTransaction.make(connection.session.transaction)
     const base = Context.add(state, SmtpTransaction.SmtpTransaction, service)
+    const keep = (added: Context.Context<Ts>, scope: Scope.Closeable | undefined) =>
+      connection.transaction = { envelope: connection.session.envelope, scope, ref, context: withState(base, added) }
+    // Building an Effect runs nothing, so a builder can be asked first with a scope it will never touch: one that
+    // answers with a completed Effect (no state declared) needs no scope of its own.
+    const probed = app.transactionState(base, unusedScope)
+    if (isDone(probed) && Exit.isSuccess(probed)) return keep(probed.value, undefined)
     const scope = Scope.forkUnsafe(connection.scope)
-    const built = app.transactionState(base, scope)
-    const keep = (added: Context.Context<Ts>) =>
-      connection.transaction = { envelope: connection.session.envelope, scope, ref, context: Context.merge(base, added) }
-    if (!isDone(built) || !Exit.isSuccess(built)) return Effect.map(built, keep)
-    // Built without running anything, so the scope has no finalizers: it closes at once.
-    Scope.closeUnsafe(scope, Exit.void)
-    return keep(built.value)
+    return Effect.map(app.transactionState(base, scope), (added) => keep(added, scope))
   }
 
   /** The connection's current transaction, opened if the last one has ended. */
@@ -276,6 +328,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       phase
     }))
 
+  const runIn = <A, I>(context: Context.Context<I>, body: (context: Context.Context<I>) => Effect.Effect<A, Reject.SmtpRejection>) =>
+    Effect.runForkWith(context)(body(context))
+
   /**
    * Runs one phase for a connection and answers smtp-server exactly once, on a
    * later turn of the event loop: a synchronous answer stalls pipelined input.
@@ -293,9 +348,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     connection.snapshot = undefined
     const fiber = Effect.isEffect(inputs)
       ? Effect.runForkWith(phaseContext(connection, phase, connection.base))(
-        Effect.flatMap(inputs, (ready) => body(phaseContext(connection, phase, ready)))
+        Effect.flatMap(inputs, (ready) => {
+          const context = phaseContext(connection, phase, ready)
+          return Effect.setContext(body(context), context)
+        })
       )
-      : Effect.runForkWith(phaseContext(connection, phase, inputs))(body(phaseContext(connection, phase, inputs)))
+      : runIn(phaseContext(connection, phase, inputs), body)
     let timedOut = false
     const settle = (exit: Exit.Exit<A, Reject.SmtpRejection>): void => {
       if (timedOut) return void setImmediate(answer, Exit.fail(Reject.timedOut))
@@ -313,15 +371,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     const now = fiber.pollUnsafe()
     if (now !== undefined) return settle(now)
     connection.fibers.add(fiber)
-    const deadline = run(Effect.sleep(settings.phaseTimeouts[phase]))
-    deadline.addObserver((exit) => {
-      if (Exit.isFailure(exit)) return
-      timedOut = true
-      fiber.interruptUnsafe()
-    })
+    const deadline: Deadline = {
+      at: clock.currentTimeMillisUnsafe() + Duration.toMillis(settings.phaseTimeouts[phase]),
+      expire: () => {
+        timedOut = true
+        fiber.interruptUnsafe()
+      }
+    }
+    if (Number.isFinite(deadline.at)) watch(deadline)
     fiber.addObserver((exit) => {
       connection.fibers.delete(fiber)
-      deadline.interruptUnsafe()
+      unwatch(deadline)
       settle(exit)
     })
   }

@@ -529,7 +529,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     stream.once("close", () => deadline.interruptUnsafe())
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
-    const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
+    const body = MessageBody.make(stream, settings.maxMessageSize, guard)
+    const message = Message.of({ stream: body.stream })
     const transaction = transactionOf(connection)
     const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
     runPhase(
@@ -539,7 +540,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
       (exit) =>
         // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-        MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
+        body.drain(() => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
     )
   }
 

@@ -1,12 +1,11 @@
 /**
  * The DATA body as an Effect `Stream`, read straight from smtp-server's stream.
  *
- * With back-pressure: bytes flow only once the handler pulls, and at most
- * `highWaterMark` of them wait for it, so a slow handler slows the client
- * down instead of buffering the message. The size limit is checked as the
- * bytes arrive. This is the per-message hot path: the chunks are taken as
- * smtp-server writes them ('data' events), never copied together, and the
- * listeners are set once per message.
+ * Pull-based: bytes are read only when the handler pulls, so a slow handler
+ * slows the client down (back-pressure) instead of buffering the message.
+ * The size limit is checked as the bytes arrive. This is the per-message hot
+ * path, so it reads with `read()` in paused mode rather than through a
+ * general-purpose adapter.
  */
 import { Cause, Effect, Stream } from "effect"
 import * as Arr from "effect/Array"
@@ -20,117 +19,80 @@ const tooBig: Reject.SmtpRejection = Reject.permanent(552, "5.3.4", "Message siz
 /** The reply when the client goes away in the middle of the message. */
 const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "Error reading the message")
 
-/** Bytes that may wait for the handler before the client is held back. */
-const highWaterMark = 256 * 1024
-
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 
-/** A message body: read by the handler as `stream`, then drained. */
-export interface MessageBody {
-  /** The bytes `guard` passes; fails with `tooBig` past `maxBytes` and with the guard's verdict as soon as it has one. */
-  readonly stream: Stream.Stream<Uint8Array, Reject.SmtpRejection>
-  /**
-   * Reads and discards what the handler left, still through `guard`, then
-   * calls `then`: the reply can only be decided once the whole body was seen.
-   */
-  readonly drain: (then: () => void) => void
-}
-
-/** The body `readable` carries, checked by `guard`. */
-export const make = (readable: Readable, maxBytes: number, guard: MessageGuard): MessageBody => {
-  let queue: Array<Uint8Array> = []
-  let queued = 0
-  let seen = 0
-  let ended = false
-  let failed = false
-  let listening = false
-  /** Set while the handler waits for bytes. */
-  let wake: (() => void) | undefined
-  /** Set once the handler is done with the body. */
-  let drained: (() => void) | undefined
-
-  const onData = (chunk: Buffer): void => {
-    const passed = guard.pass(chunk)
-    if (drained !== undefined) return
-    seen += passed.length
-    if (passed.length > 0) {
-      queue.push(passed)
-      queued += passed.length
-      if (queued >= highWaterMark) readable.pause()
+/**
+ * `readable` as a stream of the bytes `guard` passes, failing with `tooBig`
+ * past `maxBytes` and with the guard's verdict as soon as it has one.
+ */
+export const fromReadable = (
+  readable: Readable,
+  maxBytes: number,
+  guard: MessageGuard
+): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
+  Stream.fromPull(Effect.sync(() => {
+    let seen = 0
+    let finished = false
+    // Takes what is buffered: a batch, the end, an error, or nothing yet.
+    const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
+      if (readable.errored !== null) return Effect.fail(readFailed)
+      const batch: Array<Uint8Array> = []
+      for (let next: Buffer | null = readable.read(); next !== null; next = readable.read()) {
+        const passed = guard.pass(next)
+        if (passed.length > 0) batch.push(passed)
+        seen += passed.length
+      }
+      if (readable.readableEnded && !finished) {
+        finished = true
+        const tail = guard.finish()
+        if (tail.length > 0) batch.push(tail)
+      }
+      if (guard.verdict !== undefined) return Effect.fail(guard.verdict)
+      if (seen > maxBytes) return Effect.fail(tooBig)
+      if (Arr.isReadonlyArrayNonEmpty(batch)) return Effect.succeed(batch)
+      if (finished) return Cause.done()
+      if (readable.destroyed) return Effect.fail(readFailed)
+      return undefined
     }
-    wake?.()
-  }
-  const onEnd = (): void => {
-    ended = true
-    if (drained !== undefined) return drained()
-    const tail = guard.finish()
-    if (tail.length > 0) {
-      seen += tail.length
-      queue.push(tail)
-    }
-    wake?.()
-  }
-  const onFailure = (): void => {
-    if (ended) return
-    failed = true
-    if (drained !== undefined) return drained()
-    wake?.()
-  }
-  const listen = (): void => {
-    if (listening) return
-    listening = true
-    readable.on("data", onData)
-    readable.once("end", onEnd)
-    readable.once("close", onFailure)
-    readable.on("error", onFailure)
-  }
-
-  // What the handler gets now: a batch, the end, a failure, or nothing yet.
-  const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
-    if (guard.verdict !== undefined) return Effect.fail(guard.verdict)
-    if (seen > maxBytes) return Effect.fail(tooBig)
-    if (Arr.isArrayNonEmpty(queue)) {
-      const batch = queue
-      queue = []
-      if (queued >= highWaterMark) readable.resume()
-      queued = 0
-      return Effect.succeed(batch)
-    }
-    if (ended) return Cause.done()
-    if (failed || readable.destroyed) return Effect.fail(readFailed)
-    return undefined
-  }
-
-  const pull = Effect.suspend(() => {
-    listen()
-    const now = take()
-    if (now !== undefined) return now
     return Effect.callback<Chunks, Reject.SmtpRejection | Cause.Done>((resume) => {
-      wake = () => {
+      const now = take()
+      if (now !== undefined) return resume(now)
+      const retry = () => {
         const later = take()
         if (later === undefined) return
-        wake = undefined
+        detach()
         resume(later)
       }
-      return Effect.sync(() => {
-        wake = undefined
-      })
+      const detach = () => {
+        readable.off("readable", retry)
+        readable.off("end", retry)
+        readable.off("close", retry)
+        readable.off("error", retry)
+      }
+      readable.on("readable", retry)
+      readable.on("end", retry)
+      readable.on("close", retry)
+      readable.on("error", retry)
+      return Effect.sync(detach)
     })
-  })
+  }))
 
-  const drain = (then: () => void): void => {
-    let done = false
-    drained = () => {
-      if (done) return
-      done = true
-      if (!readable.destroyed) guard.finish()
-      then()
-    }
-    queue = []
-    if (ended || failed || readable.readableEnded || readable.destroyed) return drained()
-    listen()
-    readable.resume()
+/**
+ * Reads and discards what the handler left, still through `guard`, then
+ * calls `then`: the reply can only be decided once the whole body was seen.
+ */
+export const drain = (readable: Readable, guard: MessageGuard, then: () => void): void => {
+  let done = false
+  const end = () => {
+    if (done) return
+    done = true
+    if (!readable.destroyed) guard.finish()
+    then()
   }
-
-  return { stream: Stream.fromPull(Effect.succeed(pull)), drain }
+  if (readable.readableEnded || readable.destroyed) return end()
+  readable.removeAllListeners("readable")
+  readable.on("data", (chunk: Buffer) => guard.pass(chunk))
+  readable.once("end", end)
+  readable.once("close", end)
+  readable.resume()
 }

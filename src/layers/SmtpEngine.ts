@@ -234,11 +234,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     deadlines.add(deadline)
     if (alarm === undefined || alarm.at > deadline.at) setAlarm(deadline.at)
   }
+  // The alarm is left to go off when nothing is left to time (it finds nothing and stops): stopping and
+  // restarting it whenever the engine is idle for a moment would cost a timer per command again.
   const unwatch = (deadline: Deadline): void => {
     deadlines.delete(deadline)
-    // Nothing left to time: the sleeping fiber would only keep the process up.
-    if (deadlines.size === 0) alarm?.fiber.interruptUnsafe()
   }
+  // Its timer would keep the process up after the server closed.
   yield* Effect.addFinalizer(() => Effect.sync(() => alarm?.fiber.interruptUnsafe()))
 
   /** Something a phase needs: here already, or the Effect that builds it. */
@@ -529,8 +530,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     stream.once("close", () => deadline.interruptUnsafe())
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
-    const body = MessageBody.make(stream, settings.maxMessageSize, guard)
-    const message = Message.of({ stream: body.stream })
+    const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
     const transaction = transactionOf(connection)
     const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
     runPhase(
@@ -540,7 +540,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
       (exit) =>
         // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-        body.drain(() => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
+        MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
     )
   }
 
@@ -555,7 +555,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (app.close.length > 0) {
         const state = connectionState(connection)
         const context = phaseContext(connection, "close", Effect.isEffect(state) ? yield* state : state)
-        yield* runChain(app.close, "close", context).pipe(
+        yield* Effect.setContext(runChain(app.close, "close", context), context).pipe(
           Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
           Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
           Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })

@@ -51,7 +51,10 @@ const runsWithin = <A, E, R, P>(
 const provideWithin = <A, E, R, P>(self: Effect.Effect<A, E, R>, services: Context.Context<P>): Effect.Effect<A, E, Exclude<R, P>> =>
   Effect.withFiber((fiber) => runsWithin(self, fiber.context, services) ? self : Effect.provideContext(self, services))
 
-/** Binds a middleware to its phase: the phase's services are provided to it alone. */
+/**
+ * Binds a middleware to its phase: the phase's services are provided to it,
+ * at no cost where they are in effect already (see `phaseContext`).
+ */
 export const link = <A, E extends SmtpRejection, R, Inputs>(
   middleware: Middleware<A, E, R>
 ): Link<A, Inputs, Exclude<R, Inputs>> =>

@@ -531,17 +531,25 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
     const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
-    const transaction = transactionOf(connection)
     const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
-    runPhase(
-      connection,
-      "data",
-      Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
-      (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
-      (exit) =>
-        // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-        MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
-    )
+    const start = (): void => {
+      stream.off("readable", start)
+      stream.off("close", start)
+      const transaction = transactionOf(connection)
+      runPhase(
+        connection,
+        "data",
+        Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
+        (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
+        (exit) =>
+          // The verdict on the content wins over the handler's, and it is known only once all of it was read.
+          MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
+      )
+    }
+    // The handler starts with the first bytes of the message (or its end, or the client leaving): before them
+    // it could only wait, and every wait costs a suspension of its fiber.
+    stream.on("readable", start)
+    stream.on("close", start)
   }
 
   const onClose = (session: SMTPServerSession): void => {

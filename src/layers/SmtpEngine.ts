@@ -17,8 +17,7 @@ import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
-import * as Middleware from "../phases/Middleware.ts"
-import { compose, type Link } from "../phases/Middleware.ts"
+import { compose, type Link, phaseContext as marked } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
 import { endOfChain, type Phase, type SmtpApp } from "../phases/SmtpApp.ts"
 import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
@@ -34,8 +33,8 @@ const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> 
 
 /**
  * `around` with `added` on top. `Context.merge` sizes up its first argument,
- * which copies an overlaid context whole: the state, usually empty, goes first
- * when it is empty.
+ * which copies an overlaid context whole: an empty `added` (no state declared)
+ * goes first.
  */
 const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
   added.mapUnsafe.size === 0 ? Context.merge(added, around) : Context.merge(around, added)
@@ -322,13 +321,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   /** The context a phase runs in: its inputs, annotated for the logs and marked for `compose`. */
   const phaseContext = <I>(connection: Connection<Cs, Ts, R>, phase: Phase, inputs: Context.Context<I>): Context.Context<I> =>
-    Middleware.phaseContext(Context.add(inputs, References.CurrentLogAnnotations, {
+    marked(Context.add(inputs, References.CurrentLogAnnotations, {
       ...Context.get(inputs, References.CurrentLogAnnotations),
       sessionId: connection.session.id,
       remoteAddress: connection.session.remoteAddress,
       phase
     }))
 
+  /** Runs `body` in a fiber whose context is the one it is given. */
   const runIn = <A, I>(context: Context.Context<I>, body: (context: Context.Context<I>) => Effect.Effect<A, Reject.SmtpRejection>) =>
     Effect.runForkWith(context)(body(context))
 

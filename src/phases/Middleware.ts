@@ -34,9 +34,10 @@ class PhaseRun extends Context.Service<PhaseRun, object>()("effect-smtp/PhaseRun
 export const phaseContext = <S>(context: Context.Context<S>): Context.Context<S> => Context.add(context, PhaseRun, {})
 
 /**
- * True when the fiber's `context` descends from the marked `phase`: contexts
- * are immutable and only grow, so `self` finds every service of `phase` there
- * and needs no more than the rest from outside.
+ * True when the fiber's `context` was made from the marked `phase` by adding
+ * services (the mark is a fresh object per run, found nowhere else): `self`
+ * then finds every service of `phase` there, or the value a middleware
+ * provided in its place to `next`, and needs no more than the rest from outside.
  */
 const runsWithin = <A, E, R, P>(
   self: Effect.Effect<A, E, R>,

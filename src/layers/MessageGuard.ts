@@ -24,6 +24,8 @@ const CR = 0x0d
 const LF = 0x0a
 const NUL = 0x00
 const EMPTY = Buffer.alloc(0)
+/** A CR not followed by LF, or an LF not preceded by CR. */
+const BARE_LINE_ENDING = /\r(?!\n)|(?<!\r)\n/
 
 const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
   550,
@@ -75,32 +77,41 @@ export class MessageGuard {
   }
 
   /**
-   * The common case, with native searches: every LF follows a CR, every CR is
-   * followed by an LF, no NUL, no line too long. Updates the state only when
-   * it answers true; otherwise `scan` decides byte by byte.
+   * The common case, decided on the whole chunk with native code: no NUL, no
+   * CR without LF or LF without CR (one regular expression), no line too long
+   * (one search per half line limit). Updates the state only when it answers
+   * true; otherwise `scan` decides byte by byte.
    */
   private clean(chunk: Buffer): boolean {
-    if (chunk.length === 0) return true
-    if (chunk.indexOf(NUL) !== -1) return false
-    if (this.pendingCR !== (chunk[0] === LF) || this.crWithheld) return false
-    const last = chunk.length - 1
-    for (let cr = chunk.indexOf(CR); cr !== -1 && cr < last; cr = chunk.indexOf(CR, cr + 1)) {
-      if (chunk[cr + 1] !== LF) return false
+    const length = chunk.length
+    if (length === 0) return true
+    if (this.crWithheld || chunk.indexOf(NUL) !== -1) return false
+    if (this.pendingCR !== (chunk[0] === LF)) return false
+    // A CR at either edge pairs with an LF in the next or the previous chunk.
+    const from = this.pendingCR ? 1 : 0
+    const tailCR = chunk[length - 1] === CR
+    const to = tailCR ? length - 1 : length
+    if (from < to && BARE_LINE_ENDING.test(chunk.toString("latin1", from, to))) return false
+    const limit = this.policy.maxLineLength
+    const carried = this.pendingCR ? 0 : this.lineLength
+    const firstLF = chunk.indexOf(LF, from)
+    if (firstLF === -1) {
+      if (carried + to - from > limit) return false
+      this.pendingCR = tailCR
+      this.lineLength = carried + to - from
+      return true
     }
-    let lineStart = this.pendingCR ? 1 : 0
-    let carried = this.pendingCR ? 0 : this.lineLength
-    for (let lf = chunk.indexOf(LF, lineStart); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) {
-      if (lf === 0 || chunk[lf - 1] !== CR) return false
-      if (carried + lf - 1 - lineStart > this.policy.maxLineLength) return false
-      lineStart = lf + 1
-      carried = 0
+    const lastLF = chunk.lastIndexOf(LF)
+    if (carried + firstLF - 1 - from > limit || to - lastLF - 1 > limit) return false
+    // Between them: if every window of `step` bytes after a sample point holds an LF, no two LFs are more than
+    // 2 * step apart, so no line is longer than the limit; a window without one sends the chunk to `scan`.
+    const step = (limit + 2) >> 1
+    for (let at = firstLF; at < lastLF; at += step) {
+      const next = chunk.indexOf(LF, at + 1)
+      if (next - at > step) return false
     }
-    const tailCR = chunk[last] === CR
-    const tailEnd = tailCR ? last : chunk.length
-    const tailLength = carried + tailEnd - lineStart
-    if (tailLength > this.policy.maxLineLength) return false
     this.pendingCR = tailCR
-    this.lineLength = tailLength
+    this.lineLength = to - lastLF - 1
     return true
   }
 

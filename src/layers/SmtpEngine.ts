@@ -17,7 +17,7 @@ import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
-import { compose, type Link } from "../phases/Middleware.ts"
+import { compose, type Link, phaseContext as marked } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
 import { endOfChain, type Phase, type SmtpApp } from "../phases/SmtpApp.ts"
 import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
@@ -29,29 +29,42 @@ import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
 import { SmtpConfigError, type Settings } from "./SmtpServerConfig.ts"
 
+/** An Effect that has completed already (`Effect.succeed` makes one): its outcome is there without a fiber. */
+const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> => Exit.isExit(self)
+
+/**
+ * `around` with `added` on top. `Context.merge` sizes up its first argument,
+ * which copies an overlaid context whole: an empty `added` (no state declared)
+ * goes first.
+ */
+const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
+  added.mapUnsafe.size === 0 ? Context.merge(added, around) : Context.merge(around, added)
+
 /** A reply error as smtp-server reads it. */
 type ReplyError = Error & { responseCode: number }
 
 type Done = (error: ReplyError | null) => void
 
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
-interface Transaction<Cs, Ts> {
+interface Transaction<Cs, Ts, R> {
   readonly envelope: SMTPServerSession["envelope"]
-  readonly scope: Scope.Closeable
+  /** Only when the app declares transaction state. */
+  readonly scope: Scope.Closeable | undefined
   readonly ref: Ref.Ref<SmtpTransaction.Envelope>
-  /** Everything a transaction phase sees: the connection's services and the transaction's. */
-  readonly context: Context.Context<SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts>
+  /** Everything a transaction phase sees: the app's services, the connection's and the transaction's. */
+  readonly context: Context.Context<R | SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts>
 }
 
 /** What the adapter keeps for one connection. */
-interface Connection<Cs, Ts> {
+interface Connection<Cs, Ts, R> {
   readonly session: SMTPServerSession
   readonly scope: Scope.Closeable
-  readonly ref: Ref.Ref<SmtpSession.State>
-  readonly base: Context.Context<SmtpSession.SmtpSession>
+  /** The session as the current phase sees it, taken when a handler first asks. */
+  snapshot: SmtpSession.State | undefined
+  readonly base: Context.Context<R | SmtpSession.SmtpSession>
   readonly fibers: Set<Fiber.Fiber<unknown, unknown>>
-  state: Context.Context<SmtpSession.SmtpSession | Cs> | undefined
-  transaction: Transaction<Cs, Ts> | undefined
+  state: Context.Context<R | SmtpSession.SmtpSession | Cs> | undefined
+  transaction: Transaction<Cs, Ts, R> | undefined
   /** Set when the server shuts down: the next command gets 421 and the connection closes. */
   draining: boolean
   authFailures: number
@@ -182,8 +195,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const serverScope = yield* Effect.scope
   const run = Effect.runForkWith(services)
   const minimumLevel = Context.get(services, References.MinimumLogLevel)
-  const connections = new WeakMap<SMTPServerSession, Connection<Cs, Ts>>()
-  const open = new Set<Connection<Cs, Ts>>()
+  const connections = new WeakMap<SMTPServerSession, Connection<Cs, Ts, R>>()
+  const open = new Set<Connection<Cs, Ts, R>>()
   const engines = new Set<EngineConnection>()
   const byEngineSession = new WeakMap<SMTPServerSession, EngineConnection>()
   const perClient = new Map<string, number>()
@@ -224,15 +237,62 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     ))
   }
 
-  const connectionOf = (session: SMTPServerSession): Connection<Cs, Ts> => {
+  const unusedScope = Scope.makeUnsafe()
+
+  // Phase deadlines, on the app's Clock: one sleeping fiber for the whole engine, due at the earliest deadline of
+  // the handlers still running, rather than a timer per command. Handlers that complete at once are never timed.
+  interface Deadline {
+    readonly at: number
+    readonly expire: () => void
+  }
+  const clock = Context.get(services, Clock.Clock)
+  const deadlines = new Set<Deadline>()
+  let alarm: { readonly at: number; readonly fiber: Fiber.Fiber<void> } | undefined
+  const setAlarm = (at: number): void => {
+    alarm?.fiber.interruptUnsafe()
+    const fiber = run(Effect.sleep(Duration.millis(Math.max(0, at - clock.currentTimeMillisUnsafe()))))
+    alarm = { at, fiber }
+    fiber.addObserver((exit) => {
+      if (alarm?.fiber === fiber) alarm = undefined
+      if (Exit.isSuccess(exit)) expireDue()
+    })
+  }
+  const expireDue = (): void => {
+    const now = clock.currentTimeMillisUnsafe()
+    let next = Number.POSITIVE_INFINITY
+    for (const deadline of deadlines) {
+      if (deadline.at > now) next = Math.min(next, deadline.at)
+      else {
+        deadlines.delete(deadline)
+        deadline.expire()
+      }
+    }
+    if (next !== Number.POSITIVE_INFINITY) setAlarm(next)
+  }
+  const watch = (deadline: Deadline): void => {
+    deadlines.add(deadline)
+    if (alarm === undefined || alarm.at > deadline.at) setAlarm(deadline.at)
+  }
+  // The alarm is left to go off when nothing is left to time (it finds nothing and stops): stopping and
+  // restarting it whenever the engine is idle for a moment would cost a timer per command again.
+  const unwatch = (deadline: Deadline): void => {
+    deadlines.delete(deadline)
+  }
+  // Its timer would keep the process up after the server closed.
+  yield* Effect.addFinalizer(() => Effect.sync(() => alarm?.fiber.interruptUnsafe()))
+
+  /** Something a phase needs: here already, or the Effect that builds it. */
+  type Prepared<A> = A | Effect.Effect<A, Reject.SmtpRejection, R>
+
+  const connectionOf = (session: SMTPServerSession): Connection<Cs, Ts, R> => {
     const known = connections.get(session)
     if (known !== undefined) return known
-    const { service, ref } = SmtpSession.make(snapshot(session))
-    const connection: Connection<Cs, Ts> = {
+    const current = (): SmtpSession.State => connection.snapshot ??= snapshot(session)
+    const connection: Connection<Cs, Ts, R> = {
       session,
       scope: Scope.forkUnsafe(serverScope),
-      ref,
-      base: Context.make(SmtpSession.SmtpSession, service),
+      snapshot: undefined,
+      base: Context.add(services, SmtpSession.SmtpSession, SmtpSession.make(session.id, current)),
       fibers: new Set(),
       state: undefined,
       transaction: undefined,
@@ -244,49 +304,53 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     return connection
   }
 
-  const connectionState = (connection: Connection<Cs, Ts>) =>
-    connection.state !== undefined
-      ? Effect.succeed(connection.state)
-      : Effect.map(
-        app.connectionState(connection.base, connection.scope),
-        (state) => connection.state = Context.merge(connection.base, state)
-      )
+  /** The connection's services, or the Effect that builds them the first time if the app's state needs one. */
+  const connectionState = (connection: Connection<Cs, Ts, R>): Prepared<Context.Context<R | SmtpSession.SmtpSession | Cs>> => {
+    if (connection.state !== undefined) return connection.state
+    const built = app.connectionState(connection.base, connection.scope)
+    const keep = (state: Context.Context<Cs>) => connection.state = withState(connection.base, state)
+    return isDone(built) && Exit.isSuccess(built) ? keep(built.value) : Effect.map(built, keep)
+  }
 
-  const endTransaction = (connection: Connection<Cs, Ts>): Effect.Effect<void> => {
+  /** Ends the connection's transaction; what is left to run, if its state has finalizers. */
+  const endTransaction = (connection: Connection<Cs, Ts, R>): Effect.Effect<void> | undefined => {
     const transaction = connection.transaction
-    if (transaction === undefined) return Effect.void
+    if (transaction === undefined) return undefined
     connection.transaction = undefined
-    return Scope.close(transaction.scope, Exit.void)
+    return transaction.scope === undefined ? undefined : Scope.closeUnsafe(transaction.scope, Exit.void)
   }
 
   // smtp-server replaces the envelope object whenever a transaction ends (RSET, HELO, STARTTLS, after DATA).
-  const openTransaction = (connection: Connection<Cs, Ts>) =>
-    Effect.gen(function*() {
-      const state = yield* connectionState(connection)
-      yield* endTransaction(connection)
-      const { service, ref } = SmtpTransaction.make(connection.session.transaction)
-      const scope = yield* Scope.fork(connection.scope)
-      const base = Context.add(state, SmtpTransaction.SmtpTransaction, service)
-      const added = yield* app.transactionState(base, scope)
-      const transaction: Transaction<Cs, Ts> = {
-        envelope: connection.session.envelope,
-        scope,
-        ref,
-        context: Context.merge(base, added)
-      }
-      connection.transaction = transaction
-      return transaction
-    })
+  const openTransaction = (
+    connection: Connection<Cs, Ts, R>,
+    state: Context.Context<R | SmtpSession.SmtpSession | Cs>
+  ): Prepared<Transaction<Cs, Ts, R>> => {
+    const { service, ref } = SmtpTransaction.make(connection.session.transaction)
+    const base = Context.add(state, SmtpTransaction.SmtpTransaction, service)
+    const keep = (added: Context.Context<Ts>, scope: Scope.Closeable | undefined) =>
+      connection.transaction = { envelope: connection.session.envelope, scope, ref, context: withState(base, added) }
+    // Building an Effect runs nothing, so a builder can be asked first with a scope it will never touch: one that
+    // answers with a completed Effect (no state declared) needs no scope of its own.
+    const probed = app.transactionState(base, unusedScope)
+    if (isDone(probed) && Exit.isSuccess(probed)) return keep(probed.value, undefined)
+    const scope = Scope.forkUnsafe(connection.scope)
+    return Effect.map(app.transactionState(base, scope), (added) => keep(added, scope))
+  }
 
-  /** Runs `f` in the connection's current transaction, opening one if the last has ended. */
-  const inTransaction = <A>(
-    connection: Connection<Cs, Ts>,
-    f: (transaction: Transaction<Cs, Ts>) => Effect.Effect<A, Reject.SmtpRejection, R>
-  ): Effect.Effect<A, Reject.SmtpRejection, R> => {
+  /** The connection's current transaction, opened if the last one has ended. */
+  const transactionOf = (connection: Connection<Cs, Ts, R>): Prepared<Transaction<Cs, Ts, R>> => {
     const current = connection.transaction
-    return current !== undefined && current.envelope === connection.session.envelope
-      ? f(current)
-      : Effect.flatMap(openTransaction(connection), f)
+    if (current !== undefined && current.envelope === connection.session.envelope) return current
+    const ending = endTransaction(connection)
+    const state = connectionState(connection)
+    if (ending === undefined && !Effect.isEffect(state)) return openTransaction(connection, state)
+    return Effect.uninterruptible(ending ?? Effect.void).pipe(
+      Effect.andThen(Effect.isEffect(state) ? state : Effect.succeed(state)),
+      Effect.flatMap((state) => {
+        const opened = openTransaction(connection, state)
+        return Effect.isEffect(opened) ? opened : Effect.succeed(opened)
+      })
+    )
   }
 
   const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {
@@ -295,36 +359,71 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     return toReplyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
   }
 
+  /** The context a phase runs in: its inputs, annotated for the logs and marked for `compose`. */
+  const phaseContext = <I>(connection: Connection<Cs, Ts, R>, phase: Phase, inputs: Context.Context<I>): Context.Context<I> =>
+    marked(Context.add(inputs, References.CurrentLogAnnotations, {
+      ...Context.get(inputs, References.CurrentLogAnnotations),
+      sessionId: connection.session.id,
+      remoteAddress: connection.session.remoteAddress,
+      phase
+    }))
+
+  /** Runs `body` in a fiber whose context is the one it is given. */
+  const runIn = <A, I>(context: Context.Context<I>, body: (context: Context.Context<I>) => Effect.Effect<A, Reject.SmtpRejection>) =>
+    Effect.runForkWith(context)(body(context))
+
   /**
    * Runs one phase for a connection and answers smtp-server exactly once, on a
    * later turn of the event loop: a synchronous answer stalls pipelined input.
+   * `body` runs in the phase's context, made from `inputs` (built first if they
+   * need to be). A handler that suspends gets the phase's deadline, on the
+   * app's Clock; one that completes at once needs neither a timer nor a record.
    */
-  const runPhase = <A>(
-    connection: Connection<Cs, Ts>,
+  const runPhase = <A, I>(
+    connection: Connection<Cs, Ts, R>,
     phase: Phase,
-    effect: Effect.Effect<A, Reject.SmtpRejection, R>,
+    inputs: Prepared<Context.Context<I>>,
+    body: (context: Context.Context<I>) => Effect.Effect<A, Reject.SmtpRejection>,
     answer: (exit: Exit.Exit<A, Reject.SmtpRejection>) => void
   ): void => {
-    const state = connection.session
-    const guarded = Ref.set(connection.ref, snapshot(state)).pipe(
-      Effect.andThen(effect),
-      Effect.timeoutOrElse({
-        duration: settings.phaseTimeouts[phase],
-        orElse: () => Effect.fail(Reject.timedOut)
-      }),
-      Effect.catchDefect((defect) =>
-        Effect.logError("handler failed", Cause.die(defect)).pipe(Effect.andThen(Effect.fail(Reject.internalError)))
-      ),
-      Effect.annotateLogs({ sessionId: state.id, remoteAddress: state.remoteAddress, phase })
-    )
-    const fiber = run(guarded)
+    connection.snapshot = undefined
+    const fiber = Effect.isEffect(inputs)
+      ? Effect.runForkWith(phaseContext(connection, phase, connection.base))(
+        Effect.flatMap(inputs, (ready) => {
+          const context = phaseContext(connection, phase, ready)
+          return Effect.setContext(body(context), context)
+        })
+      )
+      : runIn(phaseContext(connection, phase, inputs), body)
+    let timedOut = false
+    const settle = (exit: Exit.Exit<A, Reject.SmtpRejection>): void => {
+      if (timedOut) return void setImmediate(answer, Exit.fail(Reject.timedOut))
+      if (Exit.isFailure(exit)) {
+        const defect = Cause.findDefect(exit.cause)
+        if (Result.isSuccess(defect)) {
+          run(Effect.logError("handler failed", Cause.die(defect.success)).pipe(
+            Effect.annotateLogs({ sessionId: connection.session.id, remoteAddress: connection.session.remoteAddress, phase })
+          ))
+          return void setImmediate(answer, Exit.fail(Reject.internalError))
+        }
+      }
+      setImmediate(answer, exit)
+    }
+    const now = fiber.pollUnsafe()
+    if (now !== undefined) return settle(now)
     connection.fibers.add(fiber)
-    let answered = false
+    const deadline: Deadline = {
+      at: clock.currentTimeMillisUnsafe() + Duration.toMillis(settings.phaseTimeouts[phase]),
+      expire: () => {
+        timedOut = true
+        fiber.interruptUnsafe()
+      }
+    }
+    if (Number.isFinite(deadline.at)) watch(deadline)
     fiber.addObserver((exit) => {
       connection.fibers.delete(fiber)
-      if (answered) return
-      answered = true
-      setImmediate(answer, exit)
+      unwatch(deadline)
+      settle(exit)
     })
   }
 
@@ -334,8 +433,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const runChain = <Inputs>(
     links: ReadonlyArray<Link<void, Inputs, R>>,
     phase: Phase,
-    inputs: Context.Context<Inputs>
-  ): Effect.Effect<void, Reject.SmtpRejection, R> => compose(links, inputs, endOfChain(phase), services)
+    context: Context.Context<Inputs | R>
+  ): Effect.Effect<void, Reject.SmtpRejection> => compose(links, context, endOfChain(phase))
 
   const sessionPhase = (
     links: ReadonlyArray<Link<void, SmtpSession.SmtpSession | Cs, R>>,
@@ -343,18 +442,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   ) =>
   (session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    runPhase(
-      connection,
-      phase,
-      Effect.flatMap(connectionState(connection), (inputs) => runChain(links, phase, inputs)),
-      replyTo(done)
-    )
+    runPhase(connection, phase, connectionState(connection), (context) => runChain(links, phase, context), replyTo(done))
   }
 
   const tooManyAuthFailures = Reject.closing("4.7.0", "Too many failed authentication attempts")
 
   // A failure is answered later with every attempt, and the connection is closed at the limit.
-  const authFailed = (connection: Connection<Cs, Ts>, username: string, rejection: Reject.SmtpRejection) =>
+  const authFailed = (connection: Connection<Cs, Ts, R>, username: string, rejection: Reject.SmtpRejection) =>
     Effect.suspend(() => {
       const failures = ++connection.authFailures
       const verdict = failures >= settings.maxAuthFailures ? tooManyAuthFailures : rejection
@@ -372,15 +466,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }
     const username = auth.username ?? ""
     const credentials = Credentials.of({ method, username, password: Redacted.make(auth.password ?? "") })
-    const checked = Effect.flatMap(connectionState(connection), (state) =>
-      runChain(app.auth, "auth", Context.add(state, Credentials, credentials)))
+    const state = connectionState(connection)
+    const withCredentials = (state: Context.Context<R | SmtpSession.SmtpSession | Cs>) => Context.add(state, Credentials, credentials)
     runPhase(
       connection,
       "auth",
-      checked.pipe(
-        Effect.tap(() => Effect.logInfo("authenticated", { username })),
-        Effect.catch((rejection) => authFailed(connection, username, rejection))
-      ),
+      Effect.isEffect(state) ? Effect.map(state, withCredentials) : withCredentials(state),
+      (context) =>
+        runChain(app.auth, "auth", context).pipe(
+          Effect.tap(() => Effect.logInfo("authenticated", { username })),
+          Effect.catch((rejection) => authFailed(connection, username, rejection))
+        ),
       (exit) => Exit.isSuccess(exit) ? done(null, { user: username }) : done(replyFor(exit.cause))
     )
   }
@@ -396,12 +492,25 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
     const decoded = decode(address, session)
-    const accepted = Result.isFailure(decoded) ? Effect.fail(decoded.failure) : inTransaction(connection, (transaction) =>
-      Effect.andThen(
-        runChain(links, phase, Context.add(transaction.context, key, decoded.success)),
-        Ref.update(transaction.ref, (envelope) => record(envelope, decoded.success))
-      ))
-    runPhase(connection, phase, accepted, replyTo(done))
+    if (Result.isFailure(decoded)) return void setImmediate(done, toReplyError(decoded.failure))
+    const input = decoded.success
+    const transaction = transactionOf(connection)
+    const withInput = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, key, input)
+    runPhase(
+      connection,
+      phase,
+      Effect.isEffect(transaction) ? Effect.map(transaction, withInput) : withInput(transaction),
+      (context) =>
+        Effect.andThen(
+          runChain(links, phase, context),
+          Effect.suspend(() =>
+            connection.transaction === undefined
+              ? Effect.void
+              : Ref.update(connection.transaction.ref, (envelope) => record(envelope, input))
+          )
+        ),
+      replyTo(done)
+    )
   }
 
   const onMailFrom = transactionPhase("mailFrom", app.mailFrom, MailFrom, decodeMailFrom, (envelope, sender) => ({
@@ -462,15 +571,25 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(policy)
     const message = Message.of({ stream: MessageBody.fromReadable(stream, settings.maxMessageSize, guard) })
-    runPhase(
-      connection,
-      "data",
-      inTransaction(connection, (transaction) => runChain(app.data, "data", Context.add(transaction.context, Message, message)))
-        .pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection)))),
-      (exit) =>
-        // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-        MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
-    )
+    const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
+    const start = (): void => {
+      stream.off("readable", start)
+      stream.off("close", start)
+      const transaction = transactionOf(connection)
+      runPhase(
+        connection,
+        "data",
+        Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
+        (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
+        (exit) =>
+          // The verdict on the content wins over the handler's, and it is known only once all of it was read.
+          MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
+      )
+    }
+    // The handler starts with the first bytes of the message (or its end, or the client leaving): before them
+    // it could only wait, and every wait costs a suspension of its fiber.
+    stream.on("readable", start)
+    stream.on("close", start)
   }
 
   const onClose = (session: SMTPServerSession): void => {
@@ -479,18 +598,19 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     if (connection === undefined) return
     connections.delete(session)
     const closing = Effect.gen(function*() {
-      yield* Ref.set(connection.ref, snapshot(session))
+      connection.snapshot = undefined
       yield* Fiber.interruptAll(connection.fibers)
       if (app.close.length > 0) {
-        const state = yield* connectionState(connection)
-        yield* runChain(app.close, "close", state).pipe(
+        const state = connectionState(connection)
+        const context = phaseContext(connection, "close", Effect.isEffect(state) ? yield* state : state)
+        yield* Effect.setContext(runChain(app.close, "close", context), context).pipe(
           Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
           Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
           Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
         )
       }
     }).pipe(
-      Effect.ensuring(Effect.suspend(() => endTransaction(connection))),
+      Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void)),
       Effect.ensuring(Scope.close(connection.scope, Exit.void)),
       Effect.ensuring(Effect.sync(() => open.delete(connection)))
     )

@@ -2,12 +2,12 @@
  * The connection a phase runs for.
  *
  * One `SmtpSession` exists per connection, from the greeting to the close. Its
- * state lives in a Ref that the adapter refreshes before each phase runs, so a
- * handler reads a consistent snapshot: addresses, TLS, HELO name, the opening
- * command, the authenticated user name and how many transactions the
- * connection has started.
+ * state is a snapshot the adapter takes once per phase, when a handler first
+ * reads it, so a handler reads a consistent snapshot: addresses, TLS, HELO
+ * name, the opening command, the authenticated user name and how many
+ * transactions the connection has started.
  */
-import { Context, Effect, Option, Ref } from "effect"
+import { Context, Effect, type Option } from "effect"
 
 /** TLS details of a secured connection. */
 export interface Tls {
@@ -48,8 +48,6 @@ export class SmtpSession extends Context.Service<SmtpSession, {
   static readonly current: Effect.Effect<State, never, SmtpSession> = SmtpSession.use((s) => s.state)
 }
 
-/** A session service and the Ref behind it (the adapter and the test kit write it). */
-export const make = (initial: State): { readonly service: SmtpSession["Service"]; readonly ref: Ref.Ref<State> } => {
-  const ref = Ref.makeUnsafe(initial)
-  return { service: SmtpSession.of({ id: initial.id, state: Ref.get(ref) }), ref }
-}
+/** A session service whose state is whatever `current` returns (the adapter's snapshot of the phase). */
+export const make = (id: string, current: () => State): SmtpSession["Service"] =>
+  SmtpSession.of({ id, state: Effect.sync(current) })

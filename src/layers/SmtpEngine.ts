@@ -269,13 +269,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }
     if (next !== Number.POSITIVE_INFINITY) setAlarm(next)
   }
-  const watch = (deadline: Deadline): void => {
+  const armDeadline = (deadline: Deadline): void => {
     deadlines.add(deadline)
     if (alarm === undefined || alarm.at > deadline.at) setAlarm(deadline.at)
   }
   // The alarm is left to go off when nothing is left to time (it finds nothing and stops): stopping and
   // restarting it whenever the engine is idle for a moment would cost a timer per command again.
-  const unwatch = (deadline: Deadline): void => {
+  const disarmDeadline = (deadline: Deadline): void => {
     deadlines.delete(deadline)
   }
   // Its timer would keep the process up after the server closed.
@@ -419,10 +419,10 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         fiber.interruptUnsafe()
       }
     }
-    if (Number.isFinite(deadline.at)) watch(deadline)
+    if (Number.isFinite(deadline.at)) armDeadline(deadline)
     fiber.addObserver((exit) => {
       connection.fibers.delete(fiber)
-      unwatch(deadline)
+      disarmDeadline(deadline)
       settle(exit)
     })
   }

@@ -7,42 +7,15 @@
  *
  *   node bench/adapter.ts [bench|raw] [messages] [sessions]
  *
- * `bench` is bench/server.ts's app; `raw` answers the same callbacks the
+ * `bench` is bench/app.ts's app, the one bench/server.ts serves; `raw` answers the same callbacks the
  * way smtp-server's defaults do, as the floor.
  */
-import { Context, Effect, Layer, Ref, References, Stream } from "effect"
+import { Effect, Layer, References } from "effect"
 import { PassThrough } from "node:stream"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
-import { Message, SmtpApp } from "effect-smtp"
 import * as SmtpEngine from "../src/layers/SmtpEngine.ts"
 import { resolve } from "../src/layers/SmtpServerConfig.ts"
-
-class Commands extends Context.Service<Commands, Ref.Ref<number>>()("bench/Commands") {
-  static readonly layer = Layer.effect(Commands, Ref.make(0))
-}
-
-const counting = <E, R>(next: Effect.Effect<void, E, R>) =>
-  Effect.andThen(Commands.use((ref) => Ref.update(ref, (n) => n + 1)), next)
-const annotated = <E, R>(next: Effect.Effect<void, E, R>) => Effect.annotateLogs(next, "bench", "yes")
-const passThrough = <E, R>(next: Effect.Effect<void, E, R>) => next
-
-// The same app as bench/server.ts.
-const app = SmtpApp.empty.pipe(
-  SmtpApp.withConnectionState(Commands.layer),
-  SmtpApp.onConnect(counting),
-  SmtpApp.onConnect(annotated),
-  SmtpApp.onConnect(passThrough),
-  SmtpApp.onMailFrom(counting),
-  SmtpApp.onMailFrom(annotated),
-  SmtpApp.onMailFrom(passThrough),
-  SmtpApp.onRcptTo(counting),
-  SmtpApp.onRcptTo(annotated),
-  SmtpApp.onRcptTo(passThrough),
-  SmtpApp.onData(counting),
-  SmtpApp.onData(annotated),
-  SmtpApp.onData(passThrough),
-  SmtpApp.onData(() => Message.use((message) => Stream.runDrain(message.stream)))
-)
+import { app } from "./app.ts"
 
 /** The callbacks the benchmark drives. */
 interface Callbacks {

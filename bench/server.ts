@@ -6,34 +6,9 @@
  * warning level. Usage: node bench/server.ts PORT
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Context, Effect, Exit, Layer, Ref, References, Stream } from "effect"
-import { Message, SmtpApp, SmtpServer, SmtpServerConfig } from "effect-smtp"
-
-class Commands extends Context.Service<Commands, Ref.Ref<number>>()("bench/Commands") {
-  static readonly layer = Layer.effect(Commands, Ref.make(0))
-}
-
-const counting = <E, R>(next: Effect.Effect<void, E, R>) =>
-  Effect.andThen(Commands.use((ref) => Ref.update(ref, (n) => n + 1)), next)
-const annotated = <E, R>(next: Effect.Effect<void, E, R>) => Effect.annotateLogs(next, "bench", "yes")
-const passThrough = <E, R>(next: Effect.Effect<void, E, R>) => next
-
-const app = SmtpApp.empty.pipe(
-  SmtpApp.withConnectionState(Commands.layer),
-  SmtpApp.onConnect(counting),
-  SmtpApp.onConnect(annotated),
-  SmtpApp.onConnect(passThrough),
-  SmtpApp.onMailFrom(counting),
-  SmtpApp.onMailFrom(annotated),
-  SmtpApp.onMailFrom(passThrough),
-  SmtpApp.onRcptTo(counting),
-  SmtpApp.onRcptTo(annotated),
-  SmtpApp.onRcptTo(passThrough),
-  SmtpApp.onData(counting),
-  SmtpApp.onData(annotated),
-  SmtpApp.onData(passThrough),
-  SmtpApp.onData(() => Message.use((message) => Stream.runDrain(message.stream)))
-)
+import { Cause, Console, Effect, Exit, Layer, References } from "effect"
+import { SmtpServer, SmtpServerConfig } from "effect-smtp"
+import { app } from "./app.ts"
 
 const port = Number(process.argv[2] ?? "0")
 

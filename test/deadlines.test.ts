@@ -21,16 +21,23 @@ const trickle = (client: RawClient, piece: string | Buffer, interval: Duration.I
 /** The header of a TLS handshake record announcing 16 KB: a TLS stack waits for all of it. */
 const recordHeader = Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00])
 
+/** A plaintext client that has sent STARTTLS and got its 220: the TLS handshake is the client's next move. */
+const startTls = (port: number) =>
+  Effect.gen(function*() {
+    const client = yield* connect(port)
+    yield* client.reply
+    yield* client.write("EHLO x.test\r\n")
+    yield* client.reply
+    yield* client.write("STARTTLS\r\n")
+    expect(yield* client.reply).toMatch(/^220 /)
+    return client
+  })
+
 describe("deadlines", () => {
   it.live("STARTTLS: a handshake trickled in past tlsHandshakeTimeout closes the connection", () =>
     Effect.gen(function*() {
       const server = yield* serveMemory({ tls: fixtureTls, tlsHandshakeTimeout: "300 millis" })
-      const client = yield* connect(server.port)
-      yield* client.reply
-      yield* client.write("EHLO x.test\r\n")
-      yield* client.reply
-      yield* client.write("STARTTLS\r\n")
-      expect(yield* client.reply).toMatch(/^220 /)
+      const client = yield* startTls(server.port)
       yield* client.write(recordHeader)
       yield* trickle(client, Buffer.from([0x01]), "50 millis", 200)
       yield* client.closed
@@ -101,12 +108,7 @@ describe("deadlines", () => {
   it.live("after STARTTLS a command line trickled in past commandTimeout still gets 421 4.4.2", () =>
     Effect.gen(function*() {
       const server = yield* serveMemory({ tls: fixtureTls, commandTimeout: "300 millis" })
-      const client = yield* connect(server.port)
-      yield* client.reply
-      yield* client.write("EHLO x.test\r\n")
-      yield* client.reply
-      yield* client.write("STARTTLS\r\n")
-      expect(yield* client.reply).toMatch(/^220 /)
+      const client = yield* startTls(server.port)
       const secure = tls.connect({ socket: client.socket, rejectUnauthorized: false })
       yield* Effect.callback<void>((resume) => void secure.once("secureConnect", () => resume(Effect.void)))
       const received: Array<string> = []

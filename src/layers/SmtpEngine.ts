@@ -239,8 +239,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   const unusedScope = Scope.makeUnsafe()
 
-  // Phase deadlines, on the app's Clock: one sleeping fiber for the whole engine, due at the earliest deadline of
-  // the handlers still running, rather than a timer per command. Handlers that complete at once are never timed.
+  // Deadlines, on the app's Clock (phase handlers, command lines, messages, TLS handshakes, unread replies): one
+  // sleeping fiber for the whole engine, due at the earliest one, rather than a timer each. Handlers that complete
+  // at once are never timed.
   interface Deadline {
     readonly at: number
     readonly expire: () => void
@@ -535,32 +536,35 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     maxLineLength: settings.maxLineLength
   }
 
-  /** Runs `onExpire` once `deadline` completes (on the app's Clock), unless the returned function cancels it first. */
-  const watch = (deadline: Effect.Effect<unknown>, onExpire: () => void): () => void => {
-    const fiber = run(Effect.andThen(deadline, Effect.sync(onExpire)))
-    return () => fiber.interruptUnsafe()
+  /** Runs `onExpire` once `duration` has passed on the app's Clock, unless the returned function cancels it first. */
+  const after = (duration: Duration.Duration, onExpire: () => void): () => void => {
+    const deadline: Deadline = { at: clock.currentTimeMillisUnsafe() + Duration.toMillis(duration), expire: onExpire }
+    if (Number.isFinite(deadline.at)) armDeadline(deadline)
+    return () => disarmDeadline(deadline)
   }
 
   /**
-   * Completes once a message is late: past dataTimeout, or slower on average than minDataRate after a grace
-   * of idleTimeout. A trickle of bytes extends neither.
+   * Runs `onLate` once a message is late: past dataTimeout, or slower on average than minDataRate after a
+   * grace of idleTimeout. A trickle of bytes extends neither. The returned function cancels it.
    */
-  const messageLate = (stream: SMTPServerDataStream) =>
-    Effect.gen(function*() {
-      const start = yield* Clock.currentTimeMillis
-      const last = start + Duration.toMillis(settings.dataTimeout)
-      const grace = start + Duration.toMillis(settings.idleTimeout)
-      while (true) {
-        const due = Math.min(last, grace + (stream.byteLength * 1000) / settings.minDataRate)
-        const now = yield* Clock.currentTimeMillis
-        if (now >= due) return
-        yield* Effect.sleep(Duration.millis(due - now))
-      }
-    })
+  const watchMessage = (stream: SMTPServerDataStream, onLate: () => void): () => void => {
+    const start = clock.currentTimeMillisUnsafe()
+    const last = start + Duration.toMillis(settings.dataTimeout)
+    const grace = start + Duration.toMillis(settings.idleTimeout)
+    const due = () => Math.min(last, grace + (stream.byteLength * 1000) / settings.minDataRate)
+    let current: Deadline
+    // At each expiry the bytes received so far may have moved the deadline on: then it is set again.
+    const arm = (): void => {
+      current = { at: due(), expire: () => clock.currentTimeMillisUnsafe() >= due() ? onLate() : arm() }
+      if (Number.isFinite(current.at)) armDeadline(current)
+    }
+    arm()
+    return () => disarmDeadline(current)
+  }
 
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
-    const cancel = watch(messageLate(stream), () => {
+    const cancel = watchMessage(stream, () => {
       byEngineSession.get(session)?.refuse(dataTimedOut)
       run(Effect.logWarning("message not received in time").pipe(
         Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress })
@@ -717,7 +721,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         this.lineDeadline?.()
         this.lineDeadline = undefined
       } else {
-        this.lineDeadline ??= watch(Effect.sleep(settings.commandTimeout), () => this.refuse(commandTimedOut))
+        this.lineDeadline ??= after(settings.commandTimeout, () => this.refuse(commandTimedOut))
       }
     }
 
@@ -746,7 +750,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     private watchStall(): void {
       const socket = this._socket
       if (this.stalled !== undefined || !socket.writableNeedDrain || socket.destroyed) return
-      const cancel = watch(Effect.sleep(settings.writeStallTimeout), () => {
+      const cancel = after(settings.writeStallTimeout, () => {
         logger.warn({ cid: this.id, host: this.remoteAddress }, "client left its replies unread, disconnecting")
         socket.destroy()
       })
@@ -770,7 +774,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     override _armTimeout(socket?: net.Socket): void {
       // upgrade() arms the TLS socket it has just made: the handshake must end within tlsHandshakeTimeout.
       if (socket instanceof tls.TLSSocket && socket !== this._socket && this._upgrading) {
-        const cancel = watch(Effect.sleep(settings.tlsHandshakeTimeout), () => socket.destroy(handshakeTimedOut()))
+        const cancel = after(settings.tlsHandshakeTimeout, () => socket.destroy(handshakeTimedOut()))
         socket.once("secure", cancel)
         socket.once("close", cancel)
       }
@@ -871,7 +875,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         socket.on("error", () => undefined)
         // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
         socket.resume()
-        const cancel = watch(Effect.sleep(REFUSED_LINGER), () => socket.destroy())
+        const cancel = after(REFUSED_LINGER, () => socket.destroy())
         socket.once("close", cancel)
         return void socket.end(`${refused.line}\r\n`)
       }
@@ -917,8 +921,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     override _upgrade(socket: net.Socket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void {
       // Implicit TLS: the handshake must end within tlsHandshakeTimeout, however its bytes trickle in.
       // The TLS socket is the one to destroy: tearing the raw one down under it would skip its error handling.
-      const cancel = watch(
-        Effect.sleep(settings.tlsHandshakeTimeout),
+      const cancel = after(settings.tlsHandshakeTimeout,
         () => (this._pendingSockets.get(socket) ?? socket).destroy(handshakeTimedOut())
       )
       super._upgrade(socket, (error, tlsSocket) => {

@@ -5,7 +5,7 @@
  * logs); data drains the stream and accepts; nothing is stored; logs at
  * warning level. Usage: node bench/server.ts PORT
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer, References } from "effect"
 import { SmtpServer, SmtpServerConfig } from "effect-smtp"
 import { app } from "./app.ts"

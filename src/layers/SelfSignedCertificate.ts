@@ -4,16 +4,20 @@
  * this key exists only in this process.
  */
 import { Effect, Redacted } from "effect"
-import selfsigned from "selfsigned"
 import type { TlsCertificate } from "./SmtpServerConfig.ts"
 
-/** A fresh RSA-2048 certificate for `hostname`, valid for a year. */
+/**
+ * A fresh RSA-2048 certificate for `hostname`, valid for a year. The
+ * certificate library is loaded only here: it adds about 4 MiB of heap that
+ * servers with a certificate of their own need not carry.
+ */
 export const make = (hostname: string): Effect.Effect<TlsCertificate> =>
-  Effect.promise(() =>
-    selfsigned.generate([{ name: "commonName", value: hostname }], {
+  Effect.promise(async () => {
+    const { default: selfsigned } = await import("selfsigned")
+    return selfsigned.generate([{ name: "commonName", value: hostname }], {
       notAfterDate: new Date(Date.now() + 365 * 24 * 3600 * 1000),
       keySize: 2048,
       algorithm: "sha256",
       extensions: [{ name: "subjectAltName", altNames: [{ type: 2, value: hostname }] }]
     })
-  ).pipe(Effect.map((pems) => ({ cert: pems.cert, key: Redacted.make(pems.private) })))
+  }).pipe(Effect.map((pems) => ({ cert: pems.cert, key: Redacted.make(pems.private) })))

@@ -10,7 +10,9 @@
  * `bench` is bench/app.ts's app, the one bench/server.ts serves; `raw` answers the same callbacks the
  * way smtp-server's defaults do, as the floor.
  */
-import { Effect, Layer, References } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as References from "effect/References"
 import { PassThrough } from "node:stream"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
 import * as SmtpEngine from "../src/layers/SmtpEngine.ts"

@@ -5,7 +5,11 @@
  * (one updates per-connection state in a Ref-backed service, one annotates
  * logs); data drains the stream and accepts; nothing is stored.
  */
-import { Context, Effect, Layer, Ref, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
 import { Message, SmtpApp } from "effect-smtp"
 
 class Commands extends Context.Service<Commands, Ref.Ref<number>>()("bench/Commands") {

@@ -6,7 +6,12 @@
  * warning level. Usage: node bench/server.ts PORT
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Layer, References } from "effect"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as References from "effect/References"
 import { SmtpServer, SmtpServerConfig } from "effect-smtp"
 import { app } from "./app.ts"
 

@@ -6,7 +6,15 @@
  */
 import { writeFileSync } from "node:fs"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Context, Effect, Exit, Layer, Ref, References, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as References from "effect/References"
+import * as Stream from "effect/Stream"
 import { deliver, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "effect-smtp"
 
 /** Remembers only the `X-Soak-Id` of each stored message, so memory measures the server, not the store. */

@@ -9,7 +9,11 @@
  * If anything fails, the partial file is removed and the client gets a
  * temporary `451 4.3.0`.
  */
-import { Effect, Layer, Option, Schema, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Reject from "../phases/Reject.ts"

@@ -7,7 +7,9 @@
  * path, so it reads with `read()` in paused mode rather than through a
  * general-purpose adapter.
  */
-import { Cause, Effect, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as Arr from "effect/Array"
 import type { Readable } from "node:stream"
 import * as Reject from "../phases/Reject.ts"

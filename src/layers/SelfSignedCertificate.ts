@@ -3,7 +3,8 @@
  * of their own. Never smtp-server's built-in one, whose private key is public:
  * this key exists only in this process.
  */
-import { Effect, Redacted } from "effect"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import type { TlsCertificate } from "./SmtpServerConfig.ts"
 
 /**

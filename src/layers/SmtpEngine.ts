@@ -9,7 +9,19 @@
  * engine does not listen: `SmtpServer` does that, and the test kit hands it
  * in-memory sockets.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Option, Redacted, Ref, References, Result, Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as References from "effect/References"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
 import * as LogLevel from "effect/LogLevel"
 import type * as net from "node:net"
 import * as tls from "node:tls"

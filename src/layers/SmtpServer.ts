@@ -9,7 +9,11 @@
  * connections get `421 4.3.2`, messages in flight get up to
  * `shutdownTimeout` to finish, then whatever is left is interrupted.
  */
-import { Context, Duration, Effect, Layer, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import type { AddressInfo } from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "./SmtpEngine.ts"

@@ -10,7 +10,15 @@
  */
 import * as os from "node:os"
 import * as tls from "node:tls"
-import { Config, Context, Duration, Effect, Layer, Option, Redacted, Schema, SchemaIssue } from "effect"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import type { Phase } from "../phases/SmtpApp.ts"
 import * as SelfSignedCertificate from "./SelfSignedCertificate.ts"
 

@@ -6,7 +6,8 @@
  * after it on the way out. Not running `next` ends the chain there. Running it
  * twice is a bug, reported as a defect (and so answered with a 451).
  */
-import { Context, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import type { SmtpRejection } from "./Reject.ts"
 
 /**

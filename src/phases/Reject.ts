@@ -6,7 +6,7 @@
  * text. Both are validated when the value is built, so a `550 4.1.1` cannot
  * exist. `closing` builds the `421` reply after which the server hangs up.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 const ReplyCode = Schema.Int.check(
   Schema.makeFilter((code: number) => (code >= 400 && code <= 599) || "a rejection code is 4xx or 5xx")

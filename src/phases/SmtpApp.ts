@@ -14,7 +14,11 @@
  *
  * Plugins are plain functions from app to app; every combinator here is one.
  */
-import { Context, Effect, Layer, type Pipeable, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Pipeable from "effect/Pipeable"
+import type * as Scope from "effect/Scope"
 import { pipeArguments } from "effect/Pipeable"
 import type { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
 import type { SmtpSession } from "../services/SmtpSession.ts"

@@ -4,7 +4,9 @@
  * It reads the message through the app's `MessageStore` and answers 250 only
  * once the store has it. Put it last: it does not call `next`.
  */
-import { Effect, Option, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { MessageStore } from "../services/MessageStore.ts"
 import { Message } from "../services/PhaseInput.ts"

@@ -2,7 +2,8 @@
  * Accept mail for these domains only: other recipients get `550 5.7.1` (relay
  * denied) unless the session is authenticated. An empty list accepts all.
  */
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Reject from "../phases/Reject.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { RcptTo } from "../services/PhaseInput.ts"

@@ -3,7 +3,8 @@
  * accepts; anything else goes on down the chain (and ends in `535 5.7.8`).
  * Passwords are compared in constant time.
  */
-import { Effect, Redacted } from "effect"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { Credentials } from "../services/PhaseInput.ts"

@@ -7,7 +7,11 @@
  * storage broke) and nothing may be left behind. `layerMemory` keeps messages
  * in memory for tests; `Maildir` (in layers) writes them to disk.
  */
-import { Context, Effect, Layer, Ref, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Stream from "effect/Stream"
 import type { SmtpRejection } from "../phases/Reject.ts"
 import type * as SmtpSession from "./SmtpSession.ts"
 import type * as SmtpTransaction from "./SmtpTransaction.ts"

@@ -7,7 +7,9 @@
  * handler and `yield* Message` in a data handler. A handler that asks for the
  * input of another phase does not compile.
  */
-import { Context, type Redacted, type Stream } from "effect"
+import * as Context from "effect/Context"
+import type * as Redacted from "effect/Redacted"
+import type * as Stream from "effect/Stream"
 import type { SmtpRejection } from "../phases/Reject.ts"
 import type { MailFromAddress, RcptToAddress } from "./SmtpAddress.ts"
 

@@ -7,7 +7,9 @@
  * SMTPUTF8, REQUIRETLS, DSN RET/ENVID, RCPT NOTIFY/ORCPT). Anything that does
  * not decode is rejected with the RFC 5321 / RFC 3463 reply for it.
  */
-import { Option, Result, Schema } from "effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import type { SMTPServerAddress } from "smtp-server"
 import * as Reject from "../phases/Reject.ts"
 

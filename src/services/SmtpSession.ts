@@ -7,7 +7,9 @@
  * name, the opening command, the authenticated user name and how many
  * transactions the connection has started.
  */
-import { Context, Effect, type Option } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 
 /** TLS details of a secured connection. */
 export interface Tls {

@@ -7,7 +7,10 @@
  * parameters, and the recipients accepted so far. It is available to the
  * mail from, rcpt to and data phases.
  */
-import { Context, Effect, Option, Ref } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
 import type { MailFromAddress, RcptToAddress } from "./SmtpAddress.ts"
 
 /** The envelope of the current message. */

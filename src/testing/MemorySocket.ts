@@ -9,7 +9,10 @@
  * under `TestClock` it is `TestClock.adjust` that makes smtp-server's own idle
  * timeout fire. Destroying one end destroys the other, as a reset would.
  */
-import { Context, Duration, Effect, Fiber } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import { Duplex } from "node:stream"
 import type * as tls from "node:tls"
 import type { SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js"

@@ -11,7 +11,12 @@
  * connection (its final `SmtpSession` state and its transactions), which the
  * client reads once the connection has closed.
  */
-import { Context, Deferred, Effect, Layer, Option, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as net from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../layers/SmtpEngine.ts"

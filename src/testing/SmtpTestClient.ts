@@ -8,7 +8,9 @@
  * are matched to commands in the order the commands were written, so commands
  * may run from concurrent fibers (a command forked before `TestClock.adjust`).
  */
-import { Deferred, Effect, Schema } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import type * as SmtpSession from "../services/SmtpSession.ts"

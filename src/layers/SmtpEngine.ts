@@ -10,7 +10,6 @@
  * in-memory sockets.
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -36,6 +35,7 @@ import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.t
 import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
+import * as Alarm from "./Alarm.ts"
 import { CommandStream } from "./CommandStream.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
@@ -251,48 +251,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   const unusedScope = Scope.makeUnsafe()
 
-  // Deadlines, on the app's Clock (phase handlers, command lines, messages, TLS handshakes, unread replies): one
-  // sleeping fiber for the whole engine, due at the earliest one, rather than a timer each. Handlers that complete
-  // at once are never timed.
-  interface Deadline {
-    readonly at: number
-    readonly expire: () => void
-  }
-  const clock = Context.get(services, Clock.Clock)
-  const deadlines = new Set<Deadline>()
-  let alarm: { readonly at: number; readonly fiber: Fiber.Fiber<void> } | undefined
-  const setAlarm = (at: number): void => {
-    alarm?.fiber.interruptUnsafe()
-    const fiber = run(Effect.sleep(Duration.millis(Math.max(0, at - clock.currentTimeMillisUnsafe()))))
-    alarm = { at, fiber }
-    fiber.addObserver((exit) => {
-      if (alarm?.fiber === fiber) alarm = undefined
-      if (Exit.isSuccess(exit)) expireDue()
-    })
-  }
-  const expireDue = (): void => {
-    const now = clock.currentTimeMillisUnsafe()
-    let next = Number.POSITIVE_INFINITY
-    for (const deadline of deadlines) {
-      if (deadline.at > now) next = Math.min(next, deadline.at)
-      else {
-        deadlines.delete(deadline)
-        deadline.expire()
-      }
-    }
-    if (next !== Number.POSITIVE_INFINITY) setAlarm(next)
-  }
-  const armDeadline = (deadline: Deadline): void => {
-    deadlines.add(deadline)
-    if (alarm === undefined || alarm.at > deadline.at) setAlarm(deadline.at)
-  }
-  // The alarm is left to go off when nothing is left to time (it finds nothing and stops): stopping and
-  // restarting it whenever the engine is idle for a moment would cost a timer per command again.
-  const disarmDeadline = (deadline: Deadline): void => {
-    deadlines.delete(deadline)
-  }
-  // Its timer would keep the process up after the server closed.
-  yield* Effect.addFinalizer(() => Effect.sync(() => alarm?.fiber.interruptUnsafe()))
+  // Every deadline of the engine (handlers, command lines, messages, TLS handshakes, unread replies).
+  const alarm = yield* Alarm.make(run)
+  const after = alarm.after
 
   /** Something a phase needs: here already, or the Effect that builds it. */
   type Prepared<A> = A | Effect.Effect<A, Reject.SmtpRejection, R>
@@ -425,17 +386,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     const now = fiber.pollUnsafe()
     if (now !== undefined) return settle(now)
     connection.fibers.add(fiber)
-    const deadline: Deadline = {
-      at: clock.currentTimeMillisUnsafe() + Duration.toMillis(settings.phaseTimeouts[phase]),
-      expire: () => {
-        timedOut = true
-        fiber.interruptUnsafe()
-      }
-    }
-    if (Number.isFinite(deadline.at)) armDeadline(deadline)
+    const cancel = after(settings.phaseTimeouts[phase], () => {
+      timedOut = true
+      fiber.interruptUnsafe()
+    })
     fiber.addObserver((exit) => {
       connection.fibers.delete(fiber)
-      disarmDeadline(deadline)
+      cancel()
       settle(exit)
     })
   }
@@ -548,30 +505,22 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     maxLineLength: settings.maxLineLength
   }
 
-  /** Runs `onExpire` once `duration` has passed on the app's Clock, unless the returned function cancels it first. */
-  const after = (duration: Duration.Duration, onExpire: () => void): () => void => {
-    const deadline: Deadline = { at: clock.currentTimeMillisUnsafe() + Duration.toMillis(duration), expire: onExpire }
-    if (Number.isFinite(deadline.at)) armDeadline(deadline)
-    return () => disarmDeadline(deadline)
-  }
-
   /**
    * Runs `onLate` once a message is late: past dataTimeout, or slower on average than minDataRate after a
    * grace of idleTimeout. A trickle of bytes extends neither. The returned function cancels it.
    */
-  const watchMessage = (stream: SMTPServerDataStream, onLate: () => void): () => void => {
-    const start = clock.currentTimeMillisUnsafe()
+  const watchMessage = (stream: SMTPServerDataStream, onLate: () => void): Alarm.Cancel => {
+    const start = alarm.now()
     const last = start + Duration.toMillis(settings.dataTimeout)
     const grace = start + Duration.toMillis(settings.idleTimeout)
     const due = () => Math.min(last, grace + (stream.byteLength * 1000) / settings.minDataRate)
-    let current: Deadline
+    let cancel: Alarm.Cancel = () => undefined
     // At each expiry the bytes received so far may have moved the deadline on: then it is set again.
     const arm = (): void => {
-      current = { at: due(), expire: () => clock.currentTimeMillisUnsafe() >= due() ? onLate() : arm() }
-      if (Number.isFinite(current.at)) armDeadline(current)
+      cancel = alarm.at(due(), () => alarm.now() >= due() ? onLate() : arm())
     }
     arm()
-    return () => disarmDeadline(current)
+    return () => cancel()
   }
 
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
@@ -687,9 +636,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     /** Set while a command that must end its group waits a turn for TLS records read with it. */
     private settled = false
     /** Cancels the deadline of a command line that has begun; set while one is open. */
-    private lineDeadline: (() => void) | undefined = undefined
+    private lineDeadline: Alarm.Cancel | undefined = undefined
     /** Cancels the write-stall deadline; set while replies wait for the client to read them. */
-    private stalled: (() => void) | undefined = undefined
+    private stalled: Alarm.Cancel | undefined = undefined
     /** The address the connection counts against in the per-client limit. */
     private readonly client: string
     constructor(client: string, ...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {

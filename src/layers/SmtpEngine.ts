@@ -36,6 +36,28 @@ import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
 import * as Alarm from "./Alarm.ts"
+import {
+  authArgument,
+  authenticationRequired,
+  badBase64,
+  badParameter,
+  bdatRefused,
+  COMMANDS,
+  commandTimedOut,
+  dataTimedOut,
+  LAST_IN_GROUP,
+  lineLimit,
+  lineTooLong,
+  outOfSync,
+  overlongInput,
+  SASL_TOKEN,
+  tooManyClients,
+  tooManyFromYou,
+  tooMuchJunk,
+  TRANSACTION,
+  unrecognized,
+  wellFormedParameters,
+} from "./CommandRules.ts"
 import { CommandStream } from "./CommandStream.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
@@ -99,52 +121,6 @@ const toReplyError = (rejection: Reject.SmtpRejection): ReplyError =>
   Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
-
-/** Commands that move a session forward; every other verb counts as junk. */
-const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH"])
-
-/** Base64 as RFC 4648 spells it, "=" for an empty response, or "*" to cancel. */
-const SASL_TOKEN = /^(?:\*|=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4}))$/
-
-/** The initial response of `AUTH MECHANISM response`, if there is one. */
-const authArgument = (command: Buffer): string | undefined => command.toString("latin1").trim().split(/\s+/)[2]
-
-const badBase64 = Reject.permanent(501, "5.5.2", "Cannot decode the response: not base64")
-const authenticationRequired = Reject.permanent(530, "5.7.0", "Authentication required")
-const bdatRefused = Reject.permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
-const tooMuchJunk = Reject.closing("4.7.0", "Too many commands that do not send mail")
-const commandTimedOut = Reject.closing("4.4.2", "Timeout receiving the command line, closing the connection")
-const dataTimedOut = Reject.closing("4.4.2", "Timeout receiving the message, closing the connection")
-const tooManyClients = Reject.closing("4.7.0", "Too many connections, try again later")
-const tooManyFromYou = Reject.closing("4.7.0", "Too many connections from your address, try again later")
-const outOfSync = Reject.permanent(554, "5.5.0", "Error: SMTP protocol synchronization, closing the connection")
-const lineTooLong = Reject.permanent(500, "5.5.2", "Line too long")
-const unrecognized = Reject.permanent(500, "5.5.2", "Error: command not recognized")
-const overlongInput = Reject.permanent(500, "5.5.2", "Line too long, closing the connection")
-const badParameter = Reject.permanent(555, "5.5.4", "Unsupported or malformed parameter")
-
-/**
- * Longest command line per verb, CRLF included: RFC 5321 section 4.5.3.1.4, with room for the parameters of
- * SMTP extensions in MAIL and RCPT, and RFC 4954 section 4 for AUTH and its responses.
- */
-const lineLimit = (verb: string): number => verb === "AUTH" ? 12288 : verb === "MAIL" || verb === "RCPT" ? 2048 : 512
-
-/** An ESMTP parameter as RFC 5321 section 4.1.2 spells it (UTF-8 values allowed, RFC 6531). */
-const ESMTP_PARAMETER = /^[A-Za-z0-9][A-Za-z0-9-]*(?:=[\x21-\x3c\x3e-\x7e\x80-\xff]+)?$/
-
-/** Whether every parameter after the path of a MAIL or RCPT line is well formed. */
-const wellFormedParameters = (command: Buffer): boolean => {
-  const end = command.indexOf(">")
-  if (end === -1) return true
-  const rest = command.toString("latin1", end + 1).trim()
-  return rest === "" || rest.split(/\s+/).every((parameter) => ESMTP_PARAMETER.test(parameter))
-}
-
-/** Commands that take part in a mail transaction. */
-const TRANSACTION = new Set(["MAIL", "RCPT", "DATA"])
-
-/** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4). */
-const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS"])
 
 /** How long a refused connection may stay open while its refusal is read. */
 const REFUSED_LINGER = Duration.seconds(5)

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
-import { Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
+import { MailFrom, Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
 import * as SelfSignedCertificate from "../src/layers/SelfSignedCertificate.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, type RawClient, send, serve } from "./support.ts"
@@ -241,6 +241,37 @@ describe("adapter", () => {
       yield* Fiber.join(closing)
       const refused = yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" })
       expect(refused.ok).toBe(false)
+    }))
+
+  it.live("a middleware that takes a phase input away around next cannot starve the one after it", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onMailFrom((next) => Effect.updateContext(next, (context: Context.Context<never>) => Context.omit(MailFrom)(context))),
+        SmtpApp.onMailFrom((next) => Effect.andThen(MailFrom, next))
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\n")
+      expect(yield* client.reply).toMatch(/^250 /)
+    }))
+
+  it.live("shutdown between the 354 and the first byte of the message: the message is still received and stored", () =>
+    Effect.gen(function*() {
+      const stored = yield* Ref.make(0)
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onData(() => Message.use((message) => Stream.runDrain(message.stream)).pipe(Effect.andThen(Ref.update(stored, (n) => n + 1))))
+      )
+      const scope = yield* Scope.make()
+      const server = yield* serve(app, { shutdownTimeout: "5 seconds" }).pipe(Scope.provide(scope))
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+      expect((yield* replies(client, 3))[2]).toMatch(/^354 /)
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Effect.sleep("200 millis")
+      yield* client.write("Subject: late\r\n\r\nbody\r\n.\r\n")
+      expect(yield* client.reply).toMatch(/^250 /)
+      yield* Fiber.join(closing)
+      expect(yield* Ref.get(stored)).toBe(1)
     }))
 
   it.live("shutdown timeout: a handler still running is interrupted and the client gets 421 4.3.2", () =>

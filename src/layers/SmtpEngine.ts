@@ -102,6 +102,8 @@ interface Connection<Cs, Ts, R> {
   /** Set when the server shuts down: the next command gets 421 and the connection closes. */
   draining: boolean
   authFailures: number
+  /** From DATA until its reply: a message in flight, even before its handler starts or after it ends. */
+  inData: boolean
 }
 
 /** The engine: an smtp-server instance wired to an app. */
@@ -247,7 +249,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       state: undefined,
       transaction: undefined,
       draining: shuttingDown,
-      authFailures: 0
+      authFailures: 0,
+      inData: false
     }
     connections.set(session, connection)
     open.add(connection)
@@ -501,6 +504,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   const onData = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
     const connection = connectionOf(session)
+    connection.inData = true
     const cancel = watchMessage(stream, () => {
       byEngineSession.get(session)?.refuse(dataTimedOut)
       run(Effect.logWarning("message not received in time").pipe(
@@ -524,7 +528,11 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         (context) => runChain(app.data, "data", context).pipe(Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void))),
         (exit) =>
           // The verdict on the content wins over the handler's, and it is known only once all of it was read.
-          MessageBody.drain(stream, guard, () => guard.verdict !== undefined ? done(toReplyError(guard.verdict)) : replyTo(done)(exit))
+          MessageBody.drain(stream, guard, () => {
+            connection.inData = false
+            if (guard.verdict !== undefined) done(toReplyError(guard.verdict))
+            else replyTo(done)(exit)
+          })
       )
     }
     // The handler starts with the first bytes of the message (or its end, or the client leaving): before them
@@ -681,6 +689,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (code >= 400 && !this._closed) logRejection(this.session, code, typeof data === "string" ? data : String(data))
       if (code === 421 && own) this.close()
       this.watchStall()
+      // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
+      const record = connections.get(this.session)
+      const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
+      if (final && record?.draining === true && record.fibers.size === 0 && !record.inData && !this._closing) {
+        this.refuse(Reject.shuttingDown)
+      }
     }
 
     // smtp-server stops reading commands while replies wait for the client to read them; this bounds the wait.
@@ -874,7 +888,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
   const busy = () => {
     let count = 0
-    for (const connection of open) if (connection.fibers.size > 0) count++
+    for (const connection of open) if (connection.fibers.size > 0 || connection.inData) count++
     return count
   }
 
@@ -883,7 +897,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     for (const connection of open) connection.draining = true
     for (const connection of engines) {
       const record = connections.get(connection.session)
-      if (record === undefined || record.fibers.size === 0) {
+      if (record === undefined || (record.fibers.size === 0 && !record.inData)) {
         connection.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
       }
     }

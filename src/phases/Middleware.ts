@@ -46,7 +46,10 @@ const runsWithin = <A, E, R, P>(
   phase: Context.Context<P>
 ): self is Effect.Effect<A, E, Exclude<R, P>> => {
   const mark = Context.getOrUndefined(phase, PhaseRun)
-  return mark !== undefined && Context.getOrUndefined(context, PhaseRun) === mark
+  if (mark === undefined || Context.getOrUndefined(context, PhaseRun) !== mark) return false
+  // A middleware may also have taken services away around `next` (Effect.updateContext): all must still be there.
+  for (const key of phase.mapUnsafe.keys()) if (!context.mapUnsafe.has(key)) return false
+  return true
 }
 
 /** `self` with `services` provided, without a context copy when the fiber has them already. */

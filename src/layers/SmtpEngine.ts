@@ -690,6 +690,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (code === 421 && own) this.close()
       this.watchStall()
       // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
+      if (!shuttingDown) return
       const record = connections.get(this.session)
       const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
       if (final && record?.draining === true && record.fibers.size === 0 && !record.inData && !this._closing) {
@@ -763,11 +764,10 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
         return void setImmediate(() => this._closing || this._closed || this._onCommand(command, callback))
       }
       this.settled = false
-      if (this._nextHandler === false && this.ahead() > 0) {
-        // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4).
-        if (verb === "STARTTLS") return this.refuse(outOfSync)
-        if (settings.rejectUnauthorizedPipelining && mustWait) return this.refuse(outOfSync)
-      }
+      // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4), whatever the setting.
+      // Counted only for the commands the rules are about, not for every command.
+      const mustBeLast = verb === "STARTTLS" || (settings.rejectUnauthorizedPipelining && mustWait)
+      if (this._nextHandler === false && mustBeLast && this.ahead() > 0) return this.refuse(outOfSync)
       // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
       if (verb === "BDAT") return this.refuse(bdatRefused)
       if (command.length + 2 > lineLimit(this._nextHandler === false ? verb : "AUTH")) {

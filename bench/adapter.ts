@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as References from "effect/References"
 import { PassThrough } from "node:stream"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
-import * as SmtpEngine from "../src/layers/SmtpEngine.ts"
+import * as SmtpEngine from "../src/internal/SmtpEngine.ts"
 import { resolve } from "../src/layers/SmtpServerConfig.ts"
 import { app } from "./app.ts"
 

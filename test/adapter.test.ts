@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { MailFrom, Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
-import * as SelfSignedCertificate from "../src/layers/SelfSignedCertificate.ts"
+import * as SelfSignedCertificate from "../src/internal/SelfSignedCertificate.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, type RawClient, send, serve } from "./support.ts"
 

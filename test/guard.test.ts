@@ -4,7 +4,7 @@
  * policy. The guard must pass on exactly what the model says, or reject.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { MessageGuard, type Policy } from "../src/layers/MessageGuard.ts"
+import { MessageGuard, type Policy } from "../src/internal/MessageGuard.ts"
 
 const run = (input: Buffer, policy: Policy, cuts: ReadonlyArray<number>) => {
   const guard = new MessageGuard(policy)

@@ -16,7 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type { AddressInfo } from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
-import * as SmtpEngine from "./SmtpEngine.ts"
+import * as SmtpEngine from "../internal/SmtpEngine.ts"
 import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
 
 /** The server could not listen. */

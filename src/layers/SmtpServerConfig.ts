@@ -20,7 +20,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import type { Phase } from "../phases/SmtpApp.ts"
-import * as SelfSignedCertificate from "./SelfSignedCertificate.ts"
+import * as SelfSignedCertificate from "../internal/SelfSignedCertificate.ts"
 
 /** A certificate and its private key, both PEM. */
 export interface TlsCertificate {

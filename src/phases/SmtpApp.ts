@@ -23,7 +23,8 @@ import { pipeArguments } from "effect/Pipeable"
 import type { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
 import type { SmtpSession } from "../services/SmtpSession.ts"
 import type { SmtpTransaction } from "../services/SmtpTransaction.ts"
-import { link, type Link, type Middleware } from "./Middleware.ts"
+import { link, type Link } from "../internal/MiddlewareChain.ts"
+import type { Middleware } from "./Middleware.ts"
 import * as Reject from "./Reject.ts"
 
 /** The names of the phases. */
@@ -150,10 +151,3 @@ export const withTransactionState = <Out, RIn>(layer: Layer.Layer<Out, Reject.Sm
     ...app,
     transactionState: addState(app.transactionState, layer)
   })
-
-/** What an auth chain that nobody accepted answers. */
-const authRejected: Reject.SmtpRejection = Reject.permanent(535, "5.7.8", "Authentication credentials invalid")
-
-/** The end of a chain: auth rejects, every other phase accepts. */
-export const endOfChain = (phase: Phase): Effect.Effect<void, Reject.SmtpRejection> =>
-  phase === "auth" ? Effect.fail(authRejected) : Effect.void

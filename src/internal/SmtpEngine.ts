@@ -28,13 +28,13 @@ import { format } from "node:util"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
-import { compose, type Link, phaseContext as marked } from "../phases/Middleware.ts"
+import { compose, endOfChain, type Link, phaseContext as marked } from "./MiddlewareChain.ts"
 import * as Reject from "../phases/Reject.ts"
-import { endOfChain, type Phase, type SmtpApp } from "../phases/SmtpApp.ts"
+import type { Phase, SmtpApp } from "../phases/SmtpApp.ts"
 import { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
-import { decodeMailFrom, decodeRcptTo } from "../services/SmtpAddress.ts"
 import * as SmtpSession from "../services/SmtpSession.ts"
 import * as SmtpTransaction from "../services/SmtpTransaction.ts"
+import { decodeMailFrom, decodeRcptTo } from "./AddressDecoding.ts"
 import * as Alarm from "./Alarm.ts"
 import {
   authArgument,
@@ -61,7 +61,7 @@ import {
 import { CommandStream } from "./CommandStream.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
-import { SmtpConfigError, type Settings } from "./SmtpServerConfig.ts"
+import { SmtpConfigError, type Settings } from "../layers/SmtpServerConfig.ts"
 
 /** An Effect that has completed already (`Effect.succeed` makes one): its outcome is there without a fiber. */
 const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> => Exit.isExit(self)

@@ -5,7 +5,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type { TlsCertificate } from "./SmtpServerConfig.ts"
+import type { TlsCertificate } from "../layers/SmtpServerConfig.ts"
 
 /**
  * A fresh RSA-2048 certificate for `hostname`, valid for a year. The

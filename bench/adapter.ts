@@ -16,7 +16,7 @@ import * as References from "effect/References"
 import { PassThrough } from "node:stream"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
 import * as SmtpEngine from "../src/internal/SmtpEngine.ts"
-import { resolve } from "../src/layers/SmtpServerConfig.ts"
+import { make as resolve } from "../src/layers/SmtpServerConfig.ts"
 import { app } from "./app.ts"
 
 /** The callbacks the benchmark drives. */

@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
-import { Message, SmtpApp } from "effect-smtp"
+import { Message, SmtpApp } from "../src/index.ts"
 
 class Commands extends Context.Service<Commands, Ref.Ref<number>>()("bench/Commands") {
   static readonly layer = Layer.effect(Commands, Ref.make(0))

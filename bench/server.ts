@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as References from "effect/References"
-import { SmtpServer, SmtpServerConfig } from "effect-smtp"
+import { SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import { app } from "./app.ts"
 
 const port = Number(process.argv[2] ?? "0")

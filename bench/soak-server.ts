@@ -15,7 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as References from "effect/References"
 import * as Stream from "effect/Stream"
-import { deliver, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "effect-smtp"
+import { deliver, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
 
 /** Remembers only the `X-Soak-Id` of each stored message, so memory measures the server, not the store. */
 class StoredIds extends Context.Service<StoredIds, Ref.Ref<ReadonlyArray<string>>>()("soak/StoredIds") {}

@@ -17,7 +17,7 @@ interface Running {
   readonly output: () => string
 }
 
-const program = new URL("../src/main.ts", import.meta.url).pathname
+const program = new URL("../src/bin/effect-smtp.ts", import.meta.url).pathname
 
 /** Starts `npm start`'s program with `env` and waits for its listening line. */
 const start = (env: Record<string, string> = {}) =>
@@ -126,7 +126,7 @@ describe("main program", () => {
 
   it.live("rejected messages leave nothing behind: oversize and too many recipients", () =>
     Effect.gen(function*() {
-      const server = yield* start({ SMTP_MAX_SIZE: "20000", SMTP_MAX_RECIPIENTS: "2" })
+      const server = yield* start({ SMTP_MAX_MESSAGE_SIZE: "20000", SMTP_MAX_RECIPIENTS: "2" })
       const tooBig = yield* send(server.port, { from: "a@x.test", to: "b@x.test", text: "z".repeat(50_000) })
       expect(tooBig).toMatchObject({ ok: false, code: 552 })
       const client = yield* connect(server.port)

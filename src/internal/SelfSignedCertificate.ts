@@ -5,14 +5,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type { TlsCertificate } from "../layers/SmtpServerConfig.ts"
 
 /**
  * A fresh RSA-2048 certificate for `hostname`, valid for a year. The
  * certificate library is loaded only here: it adds about 4 MiB of heap that
  * servers with a certificate of their own need not carry.
  */
-export const make = (hostname: string): Effect.Effect<TlsCertificate> =>
+export const make = (hostname: string): Effect.Effect<{ readonly cert: string; readonly key: Redacted.Redacted<string> }> =>
   Effect.promise(async () => {
     const { default: selfsigned } = await import("selfsigned")
     return selfsigned.generate([{ name: "commonName", value: hostname }], {

@@ -910,11 +910,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     yield* Fiber.interruptAll([...open].flatMap((connection) => [...connection.fibers]))
   })
 
-  return {
+  const engine: SmtpEngine = {
     server,
     connections: () => engines.size,
     busy,
     drain: drainAll,
     abort
-  } satisfies SmtpEngine
+  }
+  return engine
 })

@@ -61,9 +61,29 @@ const traceFields = (delivery: Delivery, hostname: string, id: string, date: Dat
   ].join("")
 }
 
+/**
+ * Creates `dir` and its missing parents one by one. Not `fs.mkdir`'s
+ * `recursive`, which never returns where a parent exists but refuses children
+ * (`/proc/x`).
+ */
+const makeDirectory = async (dir: string): Promise<void> => {
+  try {
+    await fs.mkdir(dir)
+  } catch (error) {
+    const code = error instanceof Error && "code" in error ? error.code : undefined
+    if (code === "EEXIST" && (await fs.stat(dir)).isDirectory()) return
+    const parent = path.dirname(dir)
+    if (code !== "ENOENT" || parent === dir) throw error
+    await makeDirectory(parent)
+    await fs.mkdir(dir).catch(async (again: unknown) => {
+      if (!(await fs.stat(dir).then((stat) => stat.isDirectory(), () => false))) throw again
+    })
+  }
+}
+
 const ensureDirectories = (root: string) =>
   Effect.tryPromise({
-    try: () => Promise.all(["tmp", "new", "cur"].map((dir) => fs.mkdir(path.join(root, dir), { recursive: true }))),
+    try: () => Promise.all(["tmp", "new", "cur"].map((dir) => makeDirectory(path.join(root, dir)))),
     catch: (cause) => new MaildirError({ message: `cannot create the Maildir ${root}: ${String(cause)}` })
   })
 

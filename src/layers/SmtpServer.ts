@@ -19,10 +19,22 @@ import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../internal/SmtpEngine.ts"
 import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
 
-/** The server could not listen. */
+/** The server could not listen: `reason` says why, `message` says it in words. */
 export class SmtpListenError extends Schema.TaggedError<SmtpListenError>()("SmtpListenError", {
+  reason: Schema.Literals(["AddressInUse", "AddressNotAvailable", "PermissionDenied", "Other"]),
+  host: Schema.String,
+  port: Schema.Number,
   message: Schema.String
 }) {}
+
+const reasons: Record<string, SmtpListenError["reason"]> = {
+  EADDRINUSE: "AddressInUse",
+  EADDRNOTAVAIL: "AddressNotAvailable",
+  EACCES: "PermissionDenied"
+}
+
+const listenError = (host: string, port: number, error: NodeJS.ErrnoException | undefined, message: string) =>
+  new SmtpListenError({ reason: reasons[error?.code ?? ""] ?? "Other", host, port, message })
 
 /** A running server. */
 export class SmtpServer extends Context.Service<SmtpServer, {
@@ -43,13 +55,14 @@ const serve = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>) {
   const engine = yield* SmtpEngine.make(app, settings)
   const address = yield* Effect.acquireRelease(
     Effect.callback<AddressInfo, SmtpListenError>((resume) => {
-      const onError = (error: Error) => resume(Effect.fail(new SmtpListenError({ message: error.message })))
+      const onError = (error: NodeJS.ErrnoException) =>
+        resume(Effect.fail(listenError(settings.host, settings.port, error, error.message)))
       engine.server.server.once("error", onError)
       engine.server.listen(settings.port, settings.host, () => {
         engine.server.server.off("error", onError)
         const bound = engine.server.server.address()
         if (bound === null || typeof bound === "string") {
-          return resume(Effect.fail(new SmtpListenError({ message: `not a TCP address: ${String(bound)}` })))
+          return resume(Effect.fail(listenError(settings.host, settings.port, undefined, `not a TCP address: ${String(bound)}`)))
         }
         resume(Effect.succeed(bound))
       })

@@ -1,16 +1,20 @@
 /**
- * The server's settings: typed, validated, with safe defaults.
+ * The server's settings: one Schema (`SettingsSchema`) says each setting's
+ * type, default, checks and meaning.
  *
- * `layer(options)` takes settings from code, `layerConfig` reads them through
- * Effect's `Config` (environment variables `SMTP_HOST`, `SMTP_PORT`, … by
- * default). Both validate every field with Schema and check the settings
- * against each other: a contradiction (implicit TLS without a certificate,
- * required AUTH that can never be offered) fails the Layer with an error that
- * names it.
+ * `layer(options)` takes settings from code; `layerConfig()` reads them with
+ * Effect's `Config`, each from the variable named after it (`maxMessageSize`
+ * is `SMTP_MAX_MESSAGE_SIZE`, `phaseTimeouts.data` is
+ * `SMTP_PHASE_TIMEOUTS_DATA`). Both decode with the same Schema, so a value is
+ * checked the same way from either side, and settings that contradict each
+ * other fail the Layer with an `SmtpConfigError` naming them.
  */
 import * as os from "node:os"
+import * as net from "node:net"
+import { readFile } from "node:fs/promises"
 import * as tls from "node:tls"
 import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -18,9 +22,14 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as SchemaIssue from "effect/SchemaIssue"
-import type { Phase } from "../phases/SmtpApp.ts"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import * as SelfSignedCertificate from "../internal/SelfSignedCertificate.ts"
+import * as SettingsReader from "../internal/SettingsReader.ts"
+
+/** The settings are invalid or contradict each other; the message names the setting or variable. */
+export class SmtpConfigError extends Schema.TaggedError<SmtpConfigError>()("SmtpConfigError", {
+  message: Schema.String
+}) {}
 
 /** A certificate and its private key, both PEM. */
 export interface TlsCertificate {
@@ -28,258 +37,266 @@ export interface TlsCertificate {
   readonly key: Redacted.Redacted<string>
 }
 
-/** The resolved settings. */
-export interface Settings {
-  /** Listen address. */
-  readonly host: string
-  /** Listen port; 0 picks a free one (read it from `SmtpServer`). */
-  readonly port: number
-  /** The name in the greeting and in the EHLO reply. */
-  readonly hostname: string
-  /** Text appended to the greeting. */
-  readonly banner: Option.Option<string>
-  /** Largest message accepted, in bytes: advertised with SIZE and enforced (`552 5.3.4`). */
-  readonly maxMessageSize: number
-  /** Recipients per message (`452 4.5.3` past it). */
-  readonly maxRecipients: number
-  /** Simultaneous connections (`421 4.7.0` past it). */
-  readonly maxClients: number
-  /** A connection with no traffic for this long is closed. */
-  readonly idleTimeout: Duration.Duration
-  /** On shutdown, how long messages in flight may take to finish. */
-  readonly shutdownTimeout: Duration.Duration
-  /** How long each phase's handlers may run before the command gets `451 4.4.1`. */
-  readonly phaseTimeouts: Readonly<Record<Phase, Duration.Duration>>
-  /**
-   * The certificate for STARTTLS (or implicit TLS); `None` disables TLS. Never smtp-server's built-in one,
-   * whose private key is public.
-   */
-  readonly tls: Option.Option<TlsCertificate>
-  /** TLS from the first byte (port 465 style) instead of STARTTLS. */
-  readonly implicitTls: boolean
-  /** SASL mechanisms offered after TLS. */
-  readonly authMethods: ReadonlyArray<"PLAIN" | "LOGIN">
-  /** Mail is accepted only from authenticated sessions (`530 5.7.0`). */
-  readonly authRequired: boolean
-  /** Offer AUTH without TLS: for localhost development only. */
-  readonly allowInsecureAuth: boolean
-  /** A bare CR or LF in DATA: reject the message (`550 5.5.2`) or rewrite it to CRLF. */
-  readonly bareLineEndings: "reject" | "normalize"
-  /** NUL bytes in DATA: reject the message (`550 5.6.0`) or strip them. */
-  readonly nulBytes: "reject" | "strip"
-  /** Longest DATA line accepted, in bytes without CRLF (`550 5.6.0` past it). */
-  readonly maxLineLength: number
-  /** Simultaneous connections from one client address (`421 4.7.0` past it). */
-  readonly maxConnectionsPerClient: number
-  /** NOOP, RSET, HELP, VRFY, EXPN and unknown commands per connection (`421 4.7.0` and close past it). */
-  readonly maxJunkCommands: number
-  /** Failed AUTH attempts per connection (`421 4.7.0` and close at it). */
-  readonly maxAuthFailures: number
-  /** Each failed AUTH is answered after this delay times the failures so far. */
-  readonly authFailureDelay: Duration.Duration
-  /** From the 354 reply to the end of the message, however the bytes trickle in (`421 4.4.2` and close past it). */
-  readonly dataTimeout: Duration.Duration
-  /** From the first byte of a command line to its end, however the bytes trickle in (`421 4.4.2` and close past it). */
-  readonly commandTimeout: Duration.Duration
-  /**
-   * Slowest average rate a message may arrive at, in bytes per second, after a grace of `idleTimeout`
-   * (`421 4.4.2` and close below it).
-   */
-  readonly minDataRate: number
-  /** From the start of a TLS handshake (STARTTLS or implicit TLS) to its end; the connection closes past it. */
-  readonly tlsHandshakeTimeout: Duration.Duration
-  /** How long a client may leave the server's replies unread once they fill the socket; it is disconnected past it. */
-  readonly writeStallTimeout: Duration.Duration
-  /**
-   * A command sent before the reply to EHLO, HELO, DATA or STARTTLS, or any pipelining after HELO (RFC 2920):
-   * `554 5.5.0` and close. Bytes behind STARTTLS close the connection whatever this says.
-   */
-  readonly rejectUnauthorizedPipelining: boolean
-}
+const setting = SettingsReader.setting
 
-/** Settings as given: every field optional. */
-export interface Options {
-  readonly host?: string
-  readonly port?: number
-  readonly hostname?: string
-  readonly banner?: string
-  readonly maxMessageSize?: number
-  readonly maxRecipients?: number
-  readonly maxClients?: number
-  readonly idleTimeout?: Duration.Input
-  readonly shutdownTimeout?: Duration.Input
-  readonly phaseTimeouts?: Partial<Record<Phase, Duration.Input>>
-  /** A certificate and key, or `"self-signed"`: one made at start-up for `hostname`, for development. */
-  readonly tls?: TlsCertificate | "self-signed"
-  readonly implicitTls?: boolean
-  readonly authMethods?: ReadonlyArray<"PLAIN" | "LOGIN">
-  readonly authRequired?: boolean
-  readonly allowInsecureAuth?: boolean
-  readonly bareLineEndings?: "reject" | "normalize"
-  readonly nulBytes?: "reject" | "strip"
-  readonly maxLineLength?: number
-  readonly maxConnectionsPerClient?: number
-  readonly maxJunkCommands?: number
-  readonly maxAuthFailures?: number
-  readonly authFailureDelay?: Duration.Input
-  readonly dataTimeout?: Duration.Input
-  readonly commandTimeout?: Duration.Input
-  readonly minDataRate?: number
-  readonly tlsHandshakeTimeout?: Duration.Input
-  readonly writeStallTimeout?: Duration.Input
-  readonly rejectUnauthorizedPipelining?: boolean
-}
+const AuthMethod = Schema.Literals(["PLAIN", "LOGIN"])
 
-/** The settings are invalid or contradict each other. */
-export class SmtpConfigError extends Schema.TaggedError<SmtpConfigError>()("SmtpConfigError", {
-  message: Schema.String
-}) {}
+const Count = Schema.Int.check(Schema.isGreaterThan(0))
 
-/** The defaults: safe for a server that faces the Internet. */
-export const defaults: Settings = {
-  host: "127.0.0.1",
-  port: 2525,
-  hostname: os.hostname(),
-  banner: Option.none(),
-  maxMessageSize: 25 * 1024 * 1024,
-  maxRecipients: 100,
-  maxClients: 1000,
-  idleTimeout: Duration.minutes(5),
-  shutdownTimeout: Duration.seconds(8),
-  phaseTimeouts: {
-    connect: Duration.seconds(30),
-    secure: Duration.seconds(30),
-    auth: Duration.seconds(30),
-    mailFrom: Duration.seconds(30),
-    rcptTo: Duration.seconds(30),
-    data: Duration.minutes(5),
-    close: Duration.seconds(10)
-  },
-  tls: Option.none(),
-  implicitTls: false,
-  authMethods: ["PLAIN", "LOGIN"],
-  authRequired: false,
-  allowInsecureAuth: false,
-  bareLineEndings: "reject",
-  nulBytes: "reject",
-  maxLineLength: 10_000,
-  maxConnectionsPerClient: 20,
-  maxJunkCommands: 100,
-  maxAuthFailures: 3,
-  authFailureDelay: Duration.seconds(1),
-  dataTimeout: Duration.minutes(10),
-  commandTimeout: Duration.minutes(1),
-  minDataRate: 500,
-  tlsHandshakeTimeout: Duration.seconds(30),
-  writeStallTimeout: Duration.minutes(1),
-  rejectUnauthorizedPipelining: true
-}
+/** A duration longer than zero: `"30 seconds"`, a `Duration`, or milliseconds. */
+const Timeout = Schema.Union([
+  Schema.DurationFromString,
+  Schema.Duration,
+  Schema.Number.pipe(Schema.decodeTo(Schema.Duration, SchemaTransformation.durationFromMillis))
+]).check(Schema.makeFilter((duration: Duration.Duration) => Duration.isGreaterThan(duration, Duration.zero) || "Expected a duration longer than zero"))
 
-const Checked = Schema.Struct({
-  host: Schema.NonEmptyString,
-  port: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })),
-  hostname: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, { message: "a host name" })),
-  maxMessageSize: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxRecipients: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxClients: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxLineLength: Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)),
-  maxConnectionsPerClient: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxJunkCommands: Schema.Int.check(Schema.isGreaterThan(0)),
-  maxAuthFailures: Schema.Int.check(Schema.isGreaterThan(0)),
-  minDataRate: Schema.Int.check(Schema.isGreaterThan(0)),
-  bareLineEndings: Schema.Literals(["reject", "normalize"]),
-  nulBytes: Schema.Literals(["reject", "strip"])
-})
-const decodeChecked = Schema.decodeUnknownEffect(Checked)
+const Host = Schema.String.check(Schema.makeFilter((host: string) => net.isIP(host) !== 0 || "Expected an IP address"))
 
-const phases: ReadonlyArray<Phase> = ["connect", "secure", "auth", "mailFrom", "rcptTo", "data", "close"]
+const HostName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, { message: "Expected a host name" }))
 
-const fail = (message: string) => Effect.fail(new SmtpConfigError({ message }))
+const SingleLine = Schema.String.check(Schema.makeFilter((text: string) => !/[\r\n]/.test(text) || "Expected a single line"))
 
-const duration = (name: string, input: Duration.Input | undefined, fallback: Duration.Duration) =>
-  input === undefined ? Effect.succeed(fallback) : Option.match(Duration.fromInput(input), {
-    onNone: () => fail(`${name}: not a duration: ${String(input)}`),
-    onSome: (value) => Duration.isZero(value) ? fail(`${name}: must be longer than zero`) : Effect.succeed(value)
-  })
-
-/** The certificate to serve, checked now rather than at a client's first handshake: it loads and matches its key. */
-const certificate = (given: TlsCertificate | "self-signed", hostname: string) =>
-  Effect.gen(function*() {
-    if (given === "self-signed") {
-      yield* Effect.logWarning("TLS uses a self-signed certificate made at start-up: for development only")
-      return yield* SelfSignedCertificate.make(hostname)
+/** Loads and matches its key now, rather than at a client's first handshake. */
+const Certificate = Schema.Struct({ cert: Schema.String, key: Schema.Redacted(Schema.String) }).check(
+  Schema.makeFilter((given: TlsCertificate) => {
+    try {
+      tls.createSecureContext({ cert: given.cert, key: Redacted.value(given.key) })
+      return true
+    } catch (error) {
+      return `Expected a certificate and its matching key (${String(error)})`
     }
-    yield* Effect.try({
-      try: () => tls.createSecureContext({ cert: given.cert, key: Redacted.value(given.key) }),
-      catch: (error) => new SmtpConfigError({ message: `tls: the certificate or its key cannot be used: ${String(error)}` })
-    })
-    return given
   })
+)
 
-/** Validates options and fills in the defaults. */
-export const resolve = Effect.fnUntraced(function*(options: Options) {
-  const merged = { ...defaults, ...options }
-  yield* decodeChecked(merged).pipe(
-    Effect.mapError((error) => new SmtpConfigError({ message: SchemaIssue.makeFormatterDefault()(error.issue) }))
-  )
-  const phaseTimeouts = { ...defaults.phaseTimeouts }
-  for (const phase of phases) {
-    phaseTimeouts[phase] = yield* duration(`phaseTimeouts.${phase}`, options.phaseTimeouts?.[phase], defaults.phaseTimeouts[phase])
-  }
-  const settings: Settings = {
-    ...merged,
-    banner: Option.fromNullishOr(options.banner),
-    tls: options.tls === undefined ? Option.none() : Option.some(yield* certificate(options.tls, merged.hostname)),
-    idleTimeout: yield* duration("idleTimeout", options.idleTimeout, defaults.idleTimeout),
-    shutdownTimeout: yield* duration("shutdownTimeout", options.shutdownTimeout, defaults.shutdownTimeout),
-    dataTimeout: yield* duration("dataTimeout", options.dataTimeout, defaults.dataTimeout),
-    commandTimeout: yield* duration("commandTimeout", options.commandTimeout, defaults.commandTimeout),
-    tlsHandshakeTimeout: yield* duration("tlsHandshakeTimeout", options.tlsHandshakeTimeout, defaults.tlsHandshakeTimeout),
-    writeStallTimeout: yield* duration("writeStallTimeout", options.writeStallTimeout, defaults.writeStallTimeout),
-    authFailureDelay: options.authFailureDelay === undefined
-      ? defaults.authFailureDelay
-      : yield* duration("authFailureDelay", options.authFailureDelay, defaults.authFailureDelay),
-    phaseTimeouts
-  }
-  if (settings.implicitTls && Option.isNone(settings.tls)) {
-    return yield* fail("implicitTls is set but no tls certificate is configured")
-  }
-  if (settings.authRequired && settings.authMethods.length === 0) {
-    return yield* fail("authRequired is set but authMethods is empty")
-  }
-  if (settings.authRequired && Option.isNone(settings.tls) && !settings.allowInsecureAuth) {
-    return yield* fail("authRequired is set but AUTH can never be offered: no tls certificate and allowInsecureAuth is false")
-  }
-  return settings
+const phaseTimeout = (fallback: string, phase: string) =>
+  setting(Timeout, fallback, `how long the ${phase} handlers may run before the command gets 451 4.4.1`)
+
+/** Each phase's handler timeout. */
+export const PhaseTimeouts = Schema.Struct({
+  connect: phaseTimeout("30 seconds", "connect"),
+  secure: phaseTimeout("30 seconds", "secure"),
+  auth: phaseTimeout("30 seconds", "auth"),
+  mailFrom: phaseTimeout("30 seconds", "mail from"),
+  rcptTo: phaseTimeout("30 seconds", "rcpt to"),
+  data: phaseTimeout("5 minutes", "data"),
+  close: phaseTimeout("10 seconds", "close")
 })
 
-const optional = <A>(config: Config.Config<A>) => Config.option(config).pipe(Config.map(Option.getOrUndefined))
-
-/** The options read through `Config`, from `SMTP_*` environment variables by default. */
-export const options: Config.Config<Options> = Config.all({
-  host: optional(Config.String("HOST")),
-  port: optional(Config.Int("PORT")),
-  hostname: optional(Config.String("HOSTNAME")),
-  banner: optional(Config.String("BANNER")),
-  maxMessageSize: optional(Config.Int("MAX_SIZE")),
-  maxRecipients: optional(Config.Int("MAX_RECIPIENTS")),
-  maxClients: optional(Config.Int("MAX_CLIENTS")),
-  idleTimeout: optional(Config.Duration("IDLE_TIMEOUT")),
-  shutdownTimeout: optional(Config.Duration("SHUTDOWN_TIMEOUT")),
-  authRequired: optional(Config.Boolean("AUTH_REQUIRED")),
-  allowInsecureAuth: optional(Config.Boolean("ALLOW_INSECURE_AUTH"))
-}).pipe(
-  Config.map((fields) => Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined))),
-  Config.nested("SMTP")
+/** The one definition of every setting: type, default, checks and meaning. */
+export const SettingsSchema = Schema.Struct({
+  host: setting(Host, "127.0.0.1", "listen address (an IP address; `::` or `0.0.0.0` for all)"),
+  port: setting(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })), 2525, "listen port (`0` picks a free one)"),
+  hostname: setting(HostName, os.hostname(), "name in the greeting, the EHLO reply and a self-signed certificate", "the machine's host name"),
+  banner: Schema.OptionFromOptionalKey(SingleLine).annotate({ description: "text after the host name in the greeting" }),
+  maxMessageSize: setting(Count, 25 * 1024 * 1024, "largest message in bytes, advertised with SIZE (`552 5.3.4` past it)"),
+  maxRecipients: setting(Count, 100, "recipients per message (`452 4.5.3` past it)"),
+  maxClients: setting(Count, 1000, "simultaneous connections (`421 4.7.0` past it)"),
+  maxConnectionsPerClient: setting(Count, 20, "simultaneous connections from one client address (`421 4.7.0` past it)"),
+  idleTimeout: setting(Timeout, "5 minutes", "a connection without traffic for this long is closed"),
+  shutdownTimeout: setting(Timeout, "8 seconds", "on shutdown, how long messages in flight may take to finish"),
+  phaseTimeouts: PhaseTimeouts.pipe(Schema.withDecodingDefaultKey(Effect.succeed({}))),
+  tls: Schema.OptionFromOptionalKey(Schema.Union([Certificate, Schema.Literal("self-signed")])).annotate({
+    description: "certificate for STARTTLS and implicit TLS; none: no TLS"
+  }),
+  implicitTls: setting(Schema.Boolean, false, "TLS from the first byte (port 465 style) instead of STARTTLS; needs `tls`"),
+  authMethods: setting(Schema.Array(AuthMethod), ["PLAIN", "LOGIN"], "SASL mechanisms, offered only when the app has auth middleware"),
+  authRequired: setting(Schema.Boolean, false, "mail only from authenticated sessions (`530 5.7.0`)"),
+  allowInsecureAuth: setting(Schema.Boolean, false, "offer AUTH without TLS: localhost development only"),
+  maxAuthFailures: setting(Count, 3, "failed AUTH attempts per connection (`421 4.7.0` and close at it)"),
+  authFailureDelay: setting(Timeout, "1 second", "each failed AUTH is answered after this delay times the failures so far"),
+  bareLineEndings: setting(Schema.Literals(["reject", "normalize"]), "reject", "a bare CR or LF in DATA: `reject` (`550 5.5.2`) or `normalize` to CRLF"),
+  nulBytes: setting(Schema.Literals(["reject", "strip"]), "reject", "NUL bytes in DATA: `reject` (`550 5.6.0`) or `strip`"),
+  maxLineLength: setting(Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)), 10_000, "longest DATA line in bytes (`550 5.6.0` past it)"),
+  maxJunkCommands: setting(Count, 100, "NOOP, RSET, HELP, VRFY, EXPN and unknown commands per connection (`421 4.7.0` past it)"),
+  commandTimeout: setting(Timeout, "1 minute", "from the first byte of a command line to its end (`421 4.4.2` past it)"),
+  dataTimeout: setting(Timeout, "10 minutes", "from the 354 reply to the end of the message (`421 4.4.2` past it)"),
+  minDataRate: setting(Count, 500, "slowest average message rate in bytes per second, after a grace of `idleTimeout` (`421 4.4.2`)"),
+  tlsHandshakeTimeout: setting(Timeout, "30 seconds", "from the start of a TLS handshake to its end; the connection closes past it"),
+  writeStallTimeout: setting(Timeout, "1 minute", "how long a client may leave its replies unread once they fill the socket"),
+  rejectUnauthorizedPipelining: setting(Schema.Boolean, true, "a command sent ahead of a reply it must wait for (RFC 2920): `554 5.5.0` and close")
+}).check(
+  Schema.makeFilter((settings) =>
+    settings.implicitTls && Option.isNone(settings.tls) ? { path: ["implicitTls"], issue: "needs a tls certificate" } : true
+  ),
+  Schema.makeFilter((settings) =>
+    settings.authRequired && settings.authMethods.length === 0
+      ? { path: ["authMethods"], issue: "empty, but authRequired needs a method" }
+      : true
+  ),
+  Schema.makeFilter((settings) =>
+    settings.authRequired && Option.isNone(settings.tls) && !settings.allowInsecureAuth
+      ? { path: ["authRequired"], issue: "AUTH can never be offered: no tls certificate and allowInsecureAuth is false" }
+      : true
+  )
 )
+
+/** Settings as given in code: every field optional. */
+export type Options = typeof SettingsSchema.Encoded
+
+/** The settings the server runs with: decoded, defaults filled in, the certificate made or loaded. */
+export interface Settings extends Omit<typeof SettingsSchema.Type, "tls"> {
+  readonly tls: Option.Option<TlsCertificate>
+}
+
+/** Decodes `input` (settings named by `name`) and makes a self-signed certificate if one is asked for. */
+const decodeSettings = (input: unknown, name: (path: ReadonlyArray<string>) => string) =>
+  Effect.gen(function*() {
+    const decoded = yield* SettingsReader.decode(SettingsSchema, input, name, (message) => new SmtpConfigError({ message }))
+    const tls = Option.getOrUndefined(decoded.tls)
+    if (tls === undefined) return { ...decoded, tls: Option.none() } satisfies Settings
+    if (tls !== "self-signed") return { ...decoded, tls: Option.some(tls) } satisfies Settings
+    yield* Effect.logWarning("TLS uses a self-signed certificate made at start-up: for development only")
+    return { ...decoded, tls: Option.some(yield* SelfSignedCertificate.make(decoded.hostname)) } satisfies Settings
+  })
+
+/** Validates `options` and fills in the defaults. */
+export const make = (options: Options = {}): Effect.Effect<Settings, SmtpConfigError> =>
+  decodeSettings(options, (path) => path.join("."))
+
+const pemFile = (name: string) =>
+  Config.String(name).pipe(
+    SettingsReader.optional,
+    Config.mapEffect((file) =>
+      file === undefined || file === "self-signed"
+        ? Effect.succeed(file)
+        : Effect.tryPromise({
+          try: () => readFile(file, "utf8"),
+          catch: (cause) => new Config.ConfigError(new ConfigProvider.SourceError({ message: `${name}: cannot read ${file}: ${String(cause)}` }))
+        })
+    )
+  )
+
+/** `tls` from two files, `<prefix>_TLS_CERT` and `<prefix>_TLS_KEY`; the first may say `self-signed` instead. */
+const tlsFiles = (prefix: string): Config.Config<TlsCertificate | "self-signed" | undefined> => {
+  const certName = SettingsReader.variable(prefix, ["tls", "cert"])
+  const keyName = SettingsReader.variable(prefix, ["tls", "key"])
+  return Config.all([pemFile(certName), pemFile(keyName)]).pipe(
+    Config.mapEffect(([cert, key]): Effect.Effect<TlsCertificate | "self-signed" | undefined, Config.ConfigError> => {
+      if (cert === "self-signed" && key === undefined) return Effect.succeed(cert)
+      if (cert === undefined && key === undefined) return Effect.succeed(undefined)
+      if (cert === undefined || key === undefined || cert === "self-signed" || key === "self-signed") {
+        return Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({
+          message: `${certName} and ${keyName}: set both to PEM files, or ${certName}=self-signed alone`
+        })))
+      }
+      return Effect.succeed({ cert, key: Redacted.make(key) })
+    })
+  )
+}
+
+/** Every setting's reader: the variable named after it under `prefix`. */
+const fromVariables = (prefix: string) => {
+  const read = (path: ReadonlyArray<string>, schema: Schema.Top) => SettingsReader.field(schema, SettingsReader.variable(prefix, path))
+  const phaseTimeouts = Config.all(Object.fromEntries(
+    Object.entries(PhaseTimeouts.fields).map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
+  )).pipe(Config.map(SettingsReader.defined))
+  const { authMethods: _, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
+  return Config.all({
+    ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
+    authMethods: SettingsReader.optional(
+      Config.Array(AuthMethod, SettingsReader.variable(prefix, ["authMethods"]))
+    ),
+    phaseTimeouts,
+    tls: tlsFiles(prefix)
+  })
+}
+
+/** How `layerConfig` reads the settings. */
+export interface ConfigOptions {
+  /** The variables' prefix: `SMTP` by default, so `port` is `SMTP_PORT`. */
+  readonly prefix?: string
+  /** Defaults of the application's own, for settings neither `config` nor a variable gives. */
+  readonly defaults?: Options
+}
+
+/**
+ * The settings read with `Config`: each setting `config` gives is read as
+ * given (a record of `Config`s, nested like the settings); every other one
+ * from its variable under `prefix`. A whole `Config<Options>` is read as it is.
+ */
+export const read = (config: Config.Wrap<Options> = {}, options: ConfigOptions = {}): Effect.Effect<Settings, SmtpConfigError> => {
+  const prefix = options.prefix ?? "SMTP"
+  const variables = fromVariables(prefix)
+  const given: Config.Config<unknown> = Config.unwrap(config)
+  const merged = Config.isConfig(config)
+    ? Config.map(given, (values) => ({ values, named: new Set<string>() }))
+    : Config.all([variables, given]).pipe(Config.map(([read, given]) => merge(options.defaults ?? {}, read, given)))
+  return merged.pipe(
+    Effect.mapError((error) => new SmtpConfigError({ message: SettingsReader.describeConfigError(error) })),
+    Effect.flatMap(({ values, named }) =>
+      decodeSettings(values, (path) => {
+        if (!named.has(path[0] ?? "")) return path.join(".")
+        // The certificate is read from two variables.
+        return path[0] === "tls"
+          ? `${SettingsReader.variable(prefix, ["tls", "cert"])} and ${SettingsReader.variable(prefix, ["tls", "key"])}`
+          : SettingsReader.variable(prefix, path)
+      })
+    )
+  )
+}
+
+/**
+ * The settings `given` over the variables' values over `defaults` (nested
+ * objects merged one level down), and the settings whose value came from a
+ * variable.
+ */
+const merge = (defaults: Options, read: Record<string, unknown>, given: unknown) => {
+  const values: Record<string, unknown> = { ...defaults }
+  const named = new Set<string>()
+  const over = (layer: unknown, fromVariable: boolean) => {
+    if (typeof layer !== "object" || layer === null) return
+    for (const [key, value] of Object.entries(layer)) {
+      if (value === undefined) continue
+      if (fromVariable) named.add(key)
+      else named.delete(key)
+      const underneath = values[key]
+      values[key] = isRecord(value) && isRecord(underneath) ? { ...underneath, ...SettingsReader.defined(value) } : value
+    }
+  }
+  over(read, true)
+  over(given, false)
+  return { values, named }
+}
+
+/** A nested group of settings (`phaseTimeouts`), not a value such as a `Duration` or a certificate. */
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype && !("cert" in value)
+
+/** Every setting with its variable under `prefix`, its default (or the one in `defaults`) and its meaning. */
+export const documentation = (prefix = "SMTP", defaults: Options = {}): ReadonlyArray<SettingsReader.Row> => {
+  const values = Schema.decodeUnknownSync(SettingsSchema)(defaults)
+  const name = (path: ReadonlyArray<string>) => SettingsReader.variable(prefix, path)
+  return Object.entries(SettingsSchema.fields).flatMap(([key, schema]) => {
+    if (key === "phaseTimeouts") {
+      return Object.entries(PhaseTimeouts.fields).map(([phase, timeout]) =>
+        SettingsReader.row(`phaseTimeouts.${phase}`, name([key, phase]), timeout, Reflect.get(values.phaseTimeouts, phase))
+      )
+    }
+    if (key === "tls") {
+      const tls = Option.getOrUndefined(values.tls)
+      return [
+        { setting: "tls", variable: name(["tls", "cert"]), default: typeof tls === "string" ? tls : "none", meaning: tlsCertMeaning },
+        { setting: "tls", variable: name(["tls", "key"]), default: "none", meaning: "PEM file of the certificate's private key" }
+      ]
+    }
+    return [SettingsReader.row(key, name([key]), schema, Reflect.get(values, key))]
+  })
+}
+
+const tlsCertMeaning = "PEM certificate file for STARTTLS and implicit TLS, or `self-signed` (development); none: no TLS"
 
 /** The server's settings. */
 export class SmtpServerConfig extends Context.Service<SmtpServerConfig, Settings>()("effect-smtp/SmtpServerConfig") {
   /** Settings from code. */
   static readonly layer = (options: Options = {}): Layer.Layer<SmtpServerConfig, SmtpConfigError> =>
-    Layer.effect(SmtpServerConfig, resolve(options))
+    Layer.effect(SmtpServerConfig, make(options))
 
-  /** Settings from `Config` (the environment by default), on top of `overrides`. */
-  static readonly layerConfig = (overrides: Options = {}): Layer.Layer<SmtpServerConfig, SmtpConfigError | Config.ConfigError> =>
-    Layer.effect(SmtpServerConfig, Effect.flatMap(options, (read: Options) => resolve({ ...overrides, ...read })))
+  /**
+   * Settings from `Config` (the environment by default): every setting from
+   * its variable (`SMTP_PORT`, …), except those `config` gives.
+   */
+  static readonly layerConfig = (
+    config: Config.Wrap<Options> = {},
+    options: ConfigOptions = {}
+  ): Layer.Layer<SmtpServerConfig, SmtpConfigError> => Layer.effect(SmtpServerConfig, read(config, options))
 }

@@ -19,7 +19,7 @@ export { SmtpTransaction } from "./services/SmtpTransaction.ts"
 export type { Envelope } from "./services/SmtpTransaction.ts"
 export { MemoryMessages, MessageStore } from "./services/MessageStore.ts"
 export type { Delivery, StoredMessage } from "./services/MessageStore.ts"
-export { SmtpListenError, SmtpServer } from "./layers/SmtpServer.ts"
+export { SmtpListenError, SmtpServer, SmtpServerVersionError } from "./layers/SmtpServer.ts"
 export { SmtpConfigError, SmtpServerConfig } from "./layers/SmtpServerConfig.ts"
 export type {
   ConfigOptions as SmtpServerConfigOptions,

@@ -6,7 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
-import { MailFrom, Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpSession } from "../src/index.ts"
+import { SMTPServer } from "smtp-server"
+import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
+import { MailFrom, Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpServerVersionError, SmtpSession } from "../src/index.ts"
 import * as SelfSignedCertificate from "../src/internal/SelfSignedCertificate.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, type RawClient, send, serve } from "./support.ts"
@@ -336,6 +338,27 @@ describe("configuration", () => {
       const server = yield* serve(SmtpApp.empty.pipe(SmtpApp.onRcptTo((next) => next)), { tls: "self-signed" })
       const overTls = { requireTLS: true, ignoreTLS: false, tls: { rejectUnauthorized: false } }
       expect(yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "x" }, overTls)).toMatchObject({ ok: true })
+    }))
+
+  it.live("an smtp-server without an internal the engine overrides stops the Layer, naming its version and what is missing", () =>
+    Effect.gen(function*() {
+      const onCommand = Object.getOwnPropertyDescriptor(SMTPConnection.prototype, "_onCommand")
+      const upgrade = Object.getOwnPropertyDescriptor(SMTPServer.prototype, "_upgrade")
+      const restore = Effect.sync(() => {
+        if (onCommand !== undefined) Object.defineProperty(SMTPConnection.prototype, "_onCommand", onCommand)
+        if (upgrade !== undefined) Object.defineProperty(SMTPServer.prototype, "_upgrade", upgrade)
+      })
+      const error = yield* Effect.gen(function*() {
+        Reflect.deleteProperty(SMTPConnection.prototype, "_onCommand")
+        Reflect.deleteProperty(SMTPServer.prototype, "_upgrade")
+        return yield* Layer.build(SmtpServer.layer(SmtpApp.empty).pipe(Layer.provide(SmtpServerConfig.layer({ port: 0 })))).pipe(Effect.flip)
+      }).pipe(Effect.ensuring(restore))
+      expect(error).toBeInstanceOf(SmtpServerVersionError)
+      expect(error.message).toBe(
+        "smtp-server 3.21.6 lacks SMTPServer._upgrade, SMTPConnection._onCommand: effect-smtp is built against smtp-server ~3.21"
+      )
+      // Restored, the same Layer builds.
+      yield* Layer.build(SmtpServer.layer(SmtpApp.empty).pipe(Layer.provide(SmtpServerConfig.layer({ port: 0 }))))
     }))
 
   it.live("a config error is an SmtpConfigError", () =>

@@ -19,7 +19,8 @@ import {
   SmtpServer,
   SmtpServerConfig,
   SmtpSession,
-  type SmtpConfigError
+  type SmtpConfigError,
+  type SmtpServerVersionError
 } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { SmtpTest, SmtpTestError } from "../src/testing/index.ts"
@@ -336,8 +337,8 @@ describe("SmtpTest", () => {
     class Mailboxes extends Context.Service<Mailboxes, { readonly exists: (address: string) => Effect.Effect<boolean> }>()("test/Mailboxes") {}
     const app = SmtpApp.empty.pipe(SmtpApp.onRcptTo((next) => Effect.andThen(Mailboxes.use((m) => m.exists("a")), next)))
     // @ts-expect-error: the server Layer still needs Mailboxes
-    const missing: Layer.Layer<SmtpTest, SmtpConfigError> = SmtpTest.layer(app)
-    const provided: Layer.Layer<SmtpTest, SmtpConfigError> = SmtpTest.layer(app).pipe(
+    const missing: Layer.Layer<SmtpTest, SmtpConfigError | SmtpServerVersionError> = SmtpTest.layer(app)
+    const provided: Layer.Layer<SmtpTest, SmtpConfigError | SmtpServerVersionError> = SmtpTest.layer(app).pipe(
       Layer.provide(Layer.mock(Mailboxes, { exists: () => Effect.succeed(true) }))
     )
     expect([missing, provided].every(Layer.isLayer)).toBe(true)

@@ -140,6 +140,7 @@ const main = Effect.gen(function*() {
         case "MaildirError":
           return new StartupError({ message: `${commandVariable("maildir")}: ${error.message}` })
         case "SmtpConfigError":
+        case "SmtpServerVersionError":
           return new StartupError({ message: error.message })
       }
     })

@@ -61,6 +61,7 @@ import {
 import { CommandStream } from "./CommandStream.ts"
 import * as MessageBody from "./MessageBody.ts"
 import * as MessageGuard from "./MessageGuard.ts"
+import * as SmtpServerInternals from "./SmtpServerInternals.ts"
 import { SmtpConfigError, type Settings } from "../layers/SmtpServerConfig.ts"
 
 /** An Effect that has completed already (`Effect.succeed` makes one): its outcome is there without a fiber. */
@@ -178,6 +179,7 @@ export interface Options {
 
 /** Builds the engine; it lives as long as the calling scope. */
 export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings, engineOptions: Options = {}) {
+  yield* SmtpServerInternals.check
   if (settings.authRequired && app.auth.length === 0) {
     return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
   }

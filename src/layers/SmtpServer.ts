@@ -17,7 +17,10 @@ import * as Schema from "effect/Schema"
 import type { AddressInfo } from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../internal/SmtpEngine.ts"
+import type { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
 import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
+
+export { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
 
 /** The server could not listen: `reason` says why, `message` says it in words. */
 export class SmtpListenError extends Schema.TaggedError<SmtpListenError>()("SmtpListenError", {
@@ -46,7 +49,7 @@ export class SmtpServer extends Context.Service<SmtpServer, {
   /** Serves `app`. */
   static readonly layer = <Cs, Ts, R>(
     app: SmtpApp<Cs, Ts, R>
-  ): Layer.Layer<SmtpServer, SmtpListenError | SmtpConfigError, R | SmtpServerConfig> =>
+  ): Layer.Layer<SmtpServer, SmtpListenError | SmtpConfigError | SmtpServerVersionError, R | SmtpServerConfig> =>
     Layer.effect(SmtpServer, serve(app))
 }
 

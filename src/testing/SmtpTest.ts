@@ -21,6 +21,7 @@ import * as net from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../internal/SmtpEngine.ts"
 import { make as resolve, type Options, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
+import type { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 import { SmtpTransaction } from "../services/SmtpTransaction.ts"
@@ -145,7 +146,7 @@ export class SmtpTest extends Context.Service<SmtpTest, {
   static readonly make = make
 
   /** Serves `app` in memory, with the settings `options` (validated as `SmtpServerConfig.layer` does). */
-  static readonly layer = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}): Layer.Layer<SmtpTest, SmtpConfigError, R> =>
+  static readonly layer = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}): Layer.Layer<SmtpTest, SmtpConfigError | SmtpServerVersionError, R> =>
     Layer.effect(SmtpTest, make(app, options))
 
   /** Opens a connection to the test server of the context. */

@@ -1,6 +1,7 @@
 /**
  * The README example: a small receiving server, Fumi style, one middleware per phase.
- * Run it with `node examples/server.ts`; `examples/server.test.ts` drives it over SMTP.
+ * Run it with `node server.ts` where effect-smtp is installed (`npm run example` here);
+ * `examples/server.test.ts` drives it over SMTP and the consumer test runs it from the packed tarball.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Context, Effect, Layer, Redacted, Stream } from "effect"
@@ -61,5 +62,7 @@ export const app = SmtpApp.empty.pipe(
 export const server = SmtpServer.layer(app).pipe(Layer.provide(Users.layer))
 
 if (import.meta.main) {
-  Layer.launch(server.pipe(Layer.provide(SmtpServerConfig.layerConfig()))).pipe(NodeRuntime.runMain)
+  // Settings from SMTP_* variables; STARTTLS with a development certificate unless SMTP_TLS_CERT/SMTP_TLS_KEY name one.
+  const config = SmtpServerConfig.layerConfig({}, { defaults: { tls: "self-signed" } })
+  Layer.launch(server.pipe(Layer.provide(config))).pipe(NodeRuntime.runMain)
 }

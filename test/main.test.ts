@@ -7,7 +7,9 @@ import { Effect, Fiber } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
+import * as net from "node:net"
 import * as path from "node:path"
+import { documentation } from "../src/bin/MailServer.ts"
 import { connect, send, startMessage } from "./support.ts"
 
 interface Running {
@@ -19,12 +21,19 @@ interface Running {
 
 const program = new URL("../src/bin/effect-smtp.ts", import.meta.url).pathname
 
-/** Starts `npm start`'s program with `env` and waits for its listening line. */
-const start = (env: Record<string, string> = {}) =>
+const tempMaildir = () => path.join(mkdtempSync(path.join(tmpdir(), "effect-smtp-")), "mail")
+
+const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+
+/**
+ * Starts the command (by default `node src/bin/effect-smtp.ts`, as `npm start` does) with `env` and waits for its
+ * listening line.
+ */
+const start = (env: Record<string, string> = {}, command: readonly [string, ReadonlyArray<string>] = [process.execPath, [program]]) =>
   Effect.acquireRelease(
     Effect.callback<Running, Error>((resume) => {
-      const maildir = path.join(mkdtempSync(path.join(tmpdir(), "effect-smtp-")), "mail")
-      const child = spawn(process.execPath, [program], {
+      const maildir = tempMaildir()
+      const child = spawn(command[0], command[1], {
         env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_HOSTNAME: "mx.test", SMTP_MAILDIR: maildir, ...env },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -40,6 +49,40 @@ const start = (env: Record<string, string> = {}) =>
     }),
     (running) => Effect.sync(() => running.child.kill("SIGKILL"))
   )
+
+/** Runs the command to its end: exit code and output. */
+const run = (args: ReadonlyArray<string>) =>
+  Effect.callback<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>((resume) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => stdout += chunk.toString())
+    child.stderr.on("data", (chunk: Buffer) => stderr += chunk.toString())
+    child.once("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
+  })
+
+/** A port something else listens on, for the scope. */
+const listening = Effect.acquireRelease(
+  Effect.callback<net.Server>((resume) => {
+    const server = net.createServer()
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+).pipe(Effect.map((server) => {
+  const address = server.address()
+  return address !== null && typeof address === "object" ? address.port : 0
+}))
+
+/** Whether a connection to the port is refused: nothing listens there. */
+const refused = (port: number) =>
+  Effect.callback<boolean>((resume) => {
+    const socket = net.connect(port, "127.0.0.1")
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.succeed(false))
+    })
+    socket.once("error", () => resume(Effect.succeed(true)))
+  })
 
 /** Waits for the child to exit and returns its exit code. */
 const exited = (child: ChildProcess) =>
@@ -177,15 +220,54 @@ describe("main program", () => {
       expect(files(server.maildir, "tmp")).toEqual([])
     }))
 
-  it.live("invalid configuration stops start-up with one line naming the variable, exit code 1", () =>
+  it.live("invalid configuration stops start-up with one line naming the variable and the reason, exit code 1", () =>
     Effect.gen(function*() {
-      for (const [variable, value] of [["SMTP_PORT", "70000"], ["SMTP_AUTH_USERS", "no-password"], ["SMTP_TLS_CERT", "/nonexistent.pem"]]) {
-        const child = spawn(process.execPath, [program], { env: { ...process.env, [variable!]: value! }, stdio: ["ignore", "pipe", "pipe"] })
+      const busy = yield* listening
+      const cases: ReadonlyArray<readonly [Record<string, string>, string]> = [
+        [{ SMTP_PORT: "70000" }, "SMTP_PORT: Expected a value between 0 and 65535"],
+        [{ SMTP_HOST: "localhost" }, "SMTP_HOST: Expected an IP address"],
+        [{ SMTP_HOST: "192.0.2.1" }, "SMTP_HOST: 192.0.2.1 is not an address of this machine"],
+        [{ SMTP_PORT: String(busy) }, `SMTP_PORT: 127.0.0.1:${busy} is in use by another program`],
+        [{ SMTP_AUTH_USERS: "no-password" }, "SMTP_AUTH_USERS: Expected comma-separated user:password pairs"],
+        [{ SMTP_DOMAINS: "exa mple.com,," }, "SMTP_DOMAINS: Expected comma-separated domain names"],
+        [{ SMTP_DOMAINS: "example.com," }, "SMTP_DOMAINS: Expected comma-separated domain names"],
+        [{ SMTP_TLS_CERT: "/nonexistent.pem", SMTP_TLS_KEY: "/nonexistent.key" }, "SMTP_TLS_CERT: cannot read /nonexistent.pem"],
+        [{ SMTP_TLS_CERT: fixture("localhost.crt") }, "SMTP_TLS_CERT and SMTP_TLS_KEY: set both"],
+        [{ SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: fixture("localhost.crt") }, "SMTP_TLS_CERT and SMTP_TLS_KEY: Expected a certificate and its matching key"],
+        [{ SMTP_MAILDIR: "/proc/effect-smtp-test" }, "SMTP_MAILDIR: cannot create the Maildir /proc/effect-smtp-test"],
+        [{ SMTP_IDLE_TIMEOUT: "soon" }, `SMTP_IDLE_TIMEOUT: Expected a valid Duration string, got "soon"`],
+        [{ SMTP_IMPLICIT_TLS: "yes" }, "SMTP_IMPLICIT_TLS: Expected"]
+      ]
+      for (const [env, message] of cases) {
+        const child = spawn(process.execPath, [program], {
+          env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_MAILDIR: tempMaildir(), ...env },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
         let stderr = ""
         child.stderr.on("data", (chunk: Buffer) => stderr += chunk.toString())
-        expect(yield* exited(child)).toBe(1)
-        expect(stderr.trim().split("\n")).toHaveLength(1)
-        expect(stderr).toContain(variable)
+        expect(yield* exited(child), JSON.stringify(env)).toBe(1)
+        expect(stderr.trim().split("\n"), JSON.stringify(env)).toHaveLength(1)
+        expect(stderr.trim()).toContain(`effect-smtp: ${message}`)
+      }
+    }))
+
+  it.live("--help lists every variable with its default; an unknown argument is refused", () =>
+    Effect.gen(function*() {
+      const help = yield* run([program, "--help"])
+      expect(help.code).toBe(0)
+      for (const row of documentation()) expect(help.stdout).toContain(`  ${row.variable}  (default: ${row.default})`)
+      const unknown = yield* run([program, "--port=25"])
+      expect(unknown.code).toBe(1)
+      expect(unknown.stderr).toContain("unknown argument")
+    }))
+
+  it.live("SIGTERM or SIGINT to npm start's own process stops the server: exit 0, nothing left listening", () =>
+    Effect.gen(function*() {
+      for (const signal of ["SIGTERM", "SIGINT"] as const) {
+        const npm = yield* start({}, ["npm", ["start", "--silent"]])
+        npm.child.kill(signal)
+        expect(yield* exited(npm.child)).toBe(0)
+        expect(yield* refused(npm.port)).toBe(true)
       }
     }))
 })

@@ -1,163 +1,27 @@
 #!/usr/bin/env node
 /**
- * The `effect-smtp` command: a receiving mail server built from the package's
- * public modules.
+ * The `effect-smtp` command: the receiving mail server of `MailServer`.
  *
- * It stores every accepted message in a Maildir before answering 250, offers
- * STARTTLS (a self-signed certificate unless one is configured) and, with
- * users, AUTH after STARTTLS. Every setting comes from an environment variable
- * (`effect-smtp --help` lists them); an invalid one stops start-up with one
- * line naming it and exit code 1. SIGTERM or SIGINT finish the messages in
- * flight and exit 0.
+ * Every setting comes from an environment variable (`effect-smtp --help` lists
+ * them); an invalid one stops start-up with one line naming it and exit code
+ * 1. SIGTERM or SIGINT finish the messages in flight and exit 0.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
 import * as Console from "effect/Console"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
-import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
-import * as SettingsReader from "../internal/SettingsReader.ts"
-import * as Maildir from "../layers/Maildir.ts"
-import { SmtpListenError, SmtpServer } from "../layers/SmtpServer.ts"
-import * as SmtpServerConfig from "../layers/SmtpServerConfig.ts"
-import * as SmtpApp from "../phases/SmtpApp.ts"
-import { deliver } from "../plugins/deliver.ts"
-import { localDomains } from "../plugins/localDomains.ts"
-import { staticUsers } from "../plugins/staticUsers.ts"
-
-const PREFIX = "SMTP"
-
-const Domain = Schema.String.check(
-  Schema.isPattern(/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
-    message: "Expected comma-separated domain names"
-  })
-)
-
-const UserPassword = Schema.String.check(
-  Schema.isPattern(/^[^:\s]+:\S+$/, { message: "Expected comma-separated user:password pairs" })
-)
-
-/** The command's own settings, beside the server's. */
-const CommandSettings = Schema.Struct({
-  maildir: SettingsReader.setting(Schema.NonEmptyString, "./mail", "Maildir root (`tmp`, `new` and `cur` are created if missing)"),
-  domains: SettingsReader.setting(
-    Schema.Array(Domain),
-    [],
-    "local domains; other recipients get `550 5.7.1` unless the session is authenticated (none: accept all)"
-  ),
-  authUsers: SettingsReader.setting(
-    Schema.Array(UserPassword),
-    [],
-    "`user:password` pairs; when set, mail only from authenticated sessions (`530 5.7.0`), failed logins `535 5.7.8`"
-  )
-})
-
-/** The server settings' defaults of this command: a certificate for STARTTLS even when none is configured. */
-const serverDefaults = (users: number): SmtpServerConfig.Options => ({ tls: "self-signed", authRequired: users > 0 })
-
-const commandVariable = (key: keyof typeof CommandSettings.fields) => SettingsReader.variable(PREFIX, [key])
-
-/** Every setting of the command, its variable, default and meaning. */
-const documentation = (): ReadonlyArray<SettingsReader.Row> => {
-  const defaults = Schema.decodeUnknownSync(CommandSettings)({})
-  return [
-    ...SmtpServerConfig.documentation(PREFIX, serverDefaults(0)),
-    ...Object.entries(CommandSettings.fields).map(([key, schema]) =>
-      SettingsReader.row(key, SettingsReader.variable(PREFIX, [key]), schema, Reflect.get(defaults, key))
-    )
-  ]
-}
-
-const help = (): string =>
-  [
-    "effect-smtp: a receiving SMTP server that stores every accepted message in a Maildir.",
-    "",
-    "Usage: effect-smtp [--help]",
-    "",
-    "Settings come from environment variables (a duration reads like `30 seconds`, a list is comma-separated):",
-    "",
-    ...documentation().flatMap((row) => [`  ${row.variable}  (default: ${row.default})`, `      ${row.meaning.replaceAll("`", "")}`])
-  ].join("\n")
-
-/** A start-up failure: the message names the variable to fix. */
-class StartupError extends Schema.TaggedError<StartupError>()("StartupError", { message: Schema.String }) {}
-
-const readCommandSettings = Effect.gen(function*() {
-  const read = yield* Config.all({
-    maildir: SettingsReader.field(CommandSettings.fields.maildir, commandVariable("maildir")),
-    domains: SettingsReader.optional(Config.Array(Domain, commandVariable("domains"))),
-    authUsers: SettingsReader.optional(Config.Array(UserPassword, commandVariable("authUsers")))
-  }).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
-  return yield* SettingsReader.decode(
-    CommandSettings,
-    SettingsReader.defined(read),
-    (path) => SettingsReader.variable(PREFIX, path),
-    (message) => new StartupError({ message })
-  )
-})
-
-const listenFailure = (error: SmtpListenError): string => {
-  const at = `${error.host}:${error.port}`
-  switch (error.reason) {
-    case "AddressInUse":
-      return `${PREFIX}_PORT: ${at} is in use by another program`
-    case "AddressNotAvailable":
-      return `${PREFIX}_HOST: ${error.host} is not an address of this machine`
-    case "PermissionDenied":
-      return `${PREFIX}_PORT: not allowed to listen on ${at} (ports below 1024 need privileges)`
-    case "Other":
-      return `${PREFIX}_HOST, ${PREFIX}_PORT: cannot listen on ${at}: ${error.message}`
-  }
-}
-
-const main = Effect.gen(function*() {
-  const command = yield* readCommandSettings
-  const users = new Map(command.authUsers.map((pair) => {
-    const at = pair.indexOf(":")
-    return [pair.slice(0, at), Redacted.make(pair.slice(at + 1))] as const
-  }))
-  const settings = yield* SmtpServerConfig.read({}, { prefix: PREFIX, defaults: serverDefaults(users.size) }).pipe(
-    Effect.mapError((error) => new StartupError({ message: error.message }))
-  )
-  const receiving = SmtpApp.empty.pipe(localDomains(command.domains), deliver)
-  // With users, authRequired (on by default then) refuses MAIL from sessions that have not logged in (530 5.7.0).
-  const app = users.size > 0 ? receiving.pipe(staticUsers(users)) : receiving
-
-  const server = SmtpServer.layer(app).pipe(
-    Layer.provide(Maildir.layer({ root: command.maildir, hostname: settings.hostname })),
-    Layer.provide(Layer.succeed(SmtpServerConfig.SmtpServerConfig, settings))
-  )
-  const context = yield* Layer.build(server).pipe(
-    Effect.mapError((error) => {
-      switch (error._tag) {
-        case "SmtpListenError":
-          return new StartupError({ message: listenFailure(error) })
-        case "MaildirError":
-          return new StartupError({ message: `${commandVariable("maildir")}: ${error.message}` })
-        case "SmtpConfigError":
-        case "SmtpServerVersionError":
-          return new StartupError({ message: error.message })
-      }
-    })
-  )
-  const { address } = Context.get(context, SmtpServer)
-  yield* Console.log(`effect-smtp listening on ${address.address}:${address.port}, storing to ${command.maildir}`)
-  return yield* Effect.never
-})
+import * as MailServer from "./MailServer.ts"
 
 const args = process.argv.slice(2)
 if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
-  console.log(help())
+  console.log(MailServer.help())
 } else if (args.length > 0) {
   console.error(`effect-smtp: unknown argument ${JSON.stringify(args[0])}; settings come from environment variables (effect-smtp --help)`)
   process.exitCode = 1
 } else {
-  main.pipe(
+  MailServer.main.pipe(
     Effect.scoped,
     Effect.tapError((error) => Console.error(`effect-smtp: ${error.message}`)),
     Effect.provide(Logger.layer([Logger.consoleLogFmt])),

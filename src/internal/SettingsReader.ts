@@ -44,7 +44,7 @@ export const show = (value: unknown): string => {
     return `${count} ${unit[0]}${count === 1 ? "" : "s"}`
   }
   if (Option.isOption(value)) return Option.match(value, { onNone: () => "none", onSome: show })
-  if (Array.isArray(value)) return value.map(show).join(",")
+  if (Array.isArray(value)) return value.length === 0 ? "none" : value.map(show).join(",")
   return String(value)
 }
 

@@ -90,14 +90,16 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
 const readCommandSettings = Effect.gen(function*() {
   const read = yield* Config.all({
     maildir: SettingsReader.field(CommandSettings.fields.maildir, commandVariable("maildir")),
-    domains: SettingsReader.optional(Config.Array(Domain, commandVariable("domains"))),
-    authUsers: SettingsReader.optional(Config.Array(UserPassword, commandVariable("authUsers")))
+    domains: SettingsReader.list(commandVariable("domains")),
+    authUsers: SettingsReader.list(commandVariable("authUsers"))
   }).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
   return yield* SettingsReader.decode(
     CommandSettings,
     SettingsReader.defined(read),
     (path) => SettingsReader.variable(PREFIX, path),
-    (message) => new StartupError({ message })
+    (message) => new StartupError({ message }),
+    // Passwords never reach an error message.
+    (path) => path[0] === "authUsers"
   )
 })
 

@@ -60,13 +60,19 @@ export const row = (setting: string, variable: string, schema: Schema.Top, value
   }
 }
 
-/** The variable of a setting. */
+/** The variable of a setting (of a list's, for the path of one of its items). */
 export const variable = (prefix: string, path: ReadonlyArray<string>): string =>
-  [prefix, ...path.map((part) => part.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase())].filter((part) => part !== "").join("_")
+  [prefix, ...path.filter((part) => !/^\d+$/.test(part)).map((part) => part.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase())]
+    .filter((part) => part !== "")
+    .join("_")
 
 /** A setting's value read with its own schema's encoding, `undefined` when its variable is not set. */
 export const optional = <T>(config: Config.Config<T>): Config.Config<T | undefined> =>
   Config.option(config).pipe(Config.map(Option.getOrUndefined))
+
+/** A comma-separated list from one variable, each item trimmed; its items are checked where it is decoded. */
+export const list = (name: string): Config.Config<ReadonlyArray<string> | undefined> =>
+  optional(Config.Array(Schema.String, name)).pipe(Config.map((items) => items?.map((item) => item.trim())))
 
 /** Reads the encoded value of `field` from one variable. */
 export const field = (schema: Schema.Top, name: string): Config.Config<unknown> =>
@@ -92,12 +98,13 @@ const shown = (value: unknown): string =>
 export const describe = (
   error: Schema.SchemaError,
   input: unknown,
-  name: (path: ReadonlyArray<string>) => string
+  name: (path: ReadonlyArray<string>) => string,
+  secret: (path: ReadonlyArray<string>) => boolean = () => false
 ): string => {
   const [first] = formatStandard(error.issue).issues
   if (first === undefined) return error.message
   const path = (first.path ?? []).map((segment) => typeof segment === "object" ? segment.key : segment)
-  const value = shown(valueAt(input, path))
+  const value = secret(path.map(String)) ? "" : shown(valueAt(input, path))
   const where = path.length === 0 ? "settings" : name(path.map(String))
   return `${where}: ${first.message.split("\n")[0]}${value === "" ? "" : `, got ${value}`}`
 }
@@ -113,11 +120,12 @@ export const describeConfigError = (error: Config.ConfigError): string => {
   return `${path.filter((segment) => typeof segment === "string").join("_")}: ${first.message.split("\n")[0]}`
 }
 
-/** Decodes `input` with `schema`; a failure is one line, named with `name`. */
+/** Decodes `input` with `schema`; a failure is one line, named with `name`, without the value of a `secret` setting. */
 export const decode = <S extends Schema.Top & { readonly DecodingServices: never }, E>(
   schema: S,
   input: unknown,
   name: (path: ReadonlyArray<string>) => string,
-  error: (message: string) => E
+  error: (message: string) => E,
+  secret?: (path: ReadonlyArray<string>) => boolean
 ): Effect.Effect<S["Type"], E> =>
-  Schema.decodeUnknownEffect(schema)(input).pipe(Effect.mapError((failure) => error(describe(failure, input, name))))
+  Schema.decodeUnknownEffect(schema)(input).pipe(Effect.mapError((failure) => error(describe(failure, input, name, secret))))

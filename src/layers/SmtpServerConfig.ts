@@ -193,9 +193,7 @@ const fromVariables = (prefix: string) => {
   const { authMethods: _, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
   return Config.all({
     ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
-    authMethods: SettingsReader.optional(
-      Config.Array(AuthMethod, SettingsReader.variable(prefix, ["authMethods"]))
-    ),
+    authMethods: SettingsReader.list(SettingsReader.variable(prefix, ["authMethods"])),
     phaseTimeouts,
     tls: tlsFiles(prefix)
   })

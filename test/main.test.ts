@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -21,7 +21,11 @@ interface Running {
 
 const program = new URL("../src/bin/effect-smtp.ts", import.meta.url).pathname
 
-const tempMaildir = () => path.join(mkdtempSync(path.join(tmpdir(), "effect-smtp-")), "mail")
+/** A Maildir path in a new temporary directory, removed with the scope. */
+const tempMaildir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(path.join(tmpdir(), "effect-smtp-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+).pipe(Effect.map((dir) => path.join(dir, "mail")))
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname
 
@@ -30,9 +34,8 @@ const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url)
  * listening line.
  */
 const start = (env: Record<string, string> = {}, command: readonly [string, ReadonlyArray<string>] = [process.execPath, [program]]) =>
-  Effect.acquireRelease(
+  Effect.flatMap(tempMaildir, (maildir) => Effect.acquireRelease(
     Effect.callback<Running, Error>((resume) => {
-      const maildir = tempMaildir()
       const child = spawn(command[0], command[1], {
         env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_HOSTNAME: "mx.test", SMTP_MAILDIR: maildir, ...env },
         stdio: ["ignore", "pipe", "pipe"]
@@ -48,7 +51,7 @@ const start = (env: Record<string, string> = {}, command: readonly [string, Read
       child.once("exit", (code) => resume(Effect.fail(new Error(`exited with ${code}: ${output}`))))
     }),
     (running) => Effect.sync(() => running.child.kill("SIGKILL"))
-  )
+  ))
 
 /** Runs the command to its end: exit code and output. */
 const run = (args: ReadonlyArray<string>) =>
@@ -238,9 +241,10 @@ describe("main program", () => {
         [{ SMTP_IDLE_TIMEOUT: "soon" }, `SMTP_IDLE_TIMEOUT: Expected a valid Duration string, got "soon"`],
         [{ SMTP_IMPLICIT_TLS: "yes" }, "SMTP_IMPLICIT_TLS: Expected"]
       ]
+      const maildir = yield* tempMaildir
       for (const [env, message] of cases) {
         const child = spawn(process.execPath, [program], {
-          env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_MAILDIR: tempMaildir(), ...env },
+          env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_MAILDIR: maildir, ...env },
           stdio: ["ignore", "pipe", "pipe"]
         })
         let stderr = ""

@@ -31,12 +31,6 @@ export class SmtpConfigError extends Schema.TaggedError<SmtpConfigError>()("Smtp
   message: Schema.String
 }) {}
 
-/** A certificate and its private key, both PEM. */
-export interface TlsCertificate {
-  readonly cert: string
-  readonly key: Redacted.Redacted<string>
-}
-
 const setting = SettingsReader.setting
 
 const AuthMethod = Schema.Literals(["PLAIN", "LOGIN"])
@@ -56,9 +50,9 @@ const HostName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, 
 
 const SingleLine = Schema.String.check(Schema.makeFilter((text: string) => !/[\r\n]/.test(text) || "Expected a single line"))
 
-/** Loads and matches its key now, rather than at a client's first handshake. */
+/** A certificate and its private key, both PEM; checked to load and match now, not at a client's first handshake. */
 const Certificate = Schema.Struct({ cert: Schema.String, key: Schema.Redacted(Schema.String) }).check(
-  Schema.makeFilter((given: TlsCertificate) => {
+  Schema.makeFilter((given) => {
     try {
       tls.createSecureContext({ cert: given.cert, key: Redacted.value(given.key) })
       return true
@@ -67,6 +61,9 @@ const Certificate = Schema.Struct({ cert: Schema.String, key: Schema.Redacted(Sc
     }
   })
 )
+
+/** A certificate and its private key, both PEM. */
+export type TlsCertificate = typeof Certificate.Type
 
 const phaseTimeout = (fallback: string, phase: string) =>
   setting(Timeout, fallback, `how long the ${phase} handlers may run before the command gets 451 4.4.1`)

@@ -3,7 +3,7 @@
  *
  * `SmtpTest.layer(app)` runs the app in memory through the same engine as
  * `SmtpServer.layer`; `SmtpTest.connect()` returns a client whose commands
- * answer with parsed replies. See docs/testing.md.
+ * answer with parsed replies. The README's "Testing your server" shows it at work.
  */
 export { type ConnectOptions, SmtpTest } from "./SmtpTest.ts"
 export { type Mail, type Params, type Reply, type SmtpTestClient, SmtpTestError } from "./SmtpTestClient.ts"

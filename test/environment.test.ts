@@ -624,7 +624,7 @@ const serveFromEnv = <Cs, Ts>(env: Env, app: SmtpApp.SmtpApp<Cs, Ts, MessageStor
       address: server.address,
       port: server.address.port,
       connections: server.connections,
-      messages: Context.get(context, MemoryMessages),
+      messages: Context.get(context, MemoryMessages).all,
       settings: Context.get(context, SmtpServerConfig)
     }
   })
@@ -676,7 +676,7 @@ const deliverRaw = (port: number, body: string) =>
     return yield* client.reply
   })
 
-const stored = (server: { readonly messages: MemoryMessages["Service"] }) =>
+const stored = (server: { readonly messages: MemoryMessages["Service"]["all"] }) =>
   Effect.map(server.messages, (messages) => messages.map((message) => Buffer.from(message.bytes).toString("latin1")))
 
 /** A TLS client: over a socket that has said STARTTLS, or straight to a port (implicit TLS). */

@@ -98,15 +98,17 @@ const files = (maildir: string, dir: "new" | "tmp") => readdirSync(path.join(mai
 const stored = (maildir: string) => files(maildir, "new").map((name) => readFileSync(path.join(maildir, "new", name)))
 
 /** Splits a stored file into its trace fields (up to the end of `Received:`) and the message as sent. */
-const split = (file: Buffer) => {
+const split = (file: Buffer, eol = "\n") => {
   const text = file.toString("latin1")
   let end = text.indexOf("Received: ")
-  do end = text.indexOf("\r\n", end) + 2
+  do end = text.indexOf(eol, end) + eol.length
   while (text[end] === "\t")
   return { trace: text.slice(0, end), body: file.subarray(end) }
 }
 
 const raw = (lines: ReadonlyArray<string>) => Buffer.from(lines.join("\r\n") + "\r\n", "utf8")
+/** The message as the mail server stores it by default: with Unix line endings. */
+const unix = (message: Buffer) => Buffer.from(message.toString("latin1").replaceAll("\r\n", "\n"), "latin1")
 const tls = { ignoreTLS: false, requireTLS: true, tls: { rejectUnauthorized: false } }
 
 describe("main program", () => {
@@ -119,10 +121,22 @@ describe("main program", () => {
       const [file] = stored(server.maildir)
       expect(file).toBeDefined()
       const { trace, body } = split(file!)
+      expect(body.equals(unix(message))).toBe(true)
+      expect(file!.includes("\r")).toBe(false)
+      expect(trace).toMatch(/^Return-Path: <a@sender\.test>\nX-Original-To: b@example\.test\nReceived: from [^ ]+ \(\[127\.0\.0\.1\]\)\n/)
+      expect(trace).toMatch(/\n\tby mx\.test with ESMTP id \S+\n\tfor <b@example\.test>;\n\t\w{3}, \d\d \w{3} \d{4} [\d:]{8} \+0000\n$/)
+      expect(files(server.maildir, "tmp")).toEqual([])
+    }))
+
+  it.live("SMTP_LINE_ENDINGS=crlf stores the message byte-exact as received, trace fields with CRLF", () =>
+    Effect.gen(function*() {
+      const server = yield* start({ SMTP_LINE_ENDINGS: "crlf" })
+      const message = raw(["Subject: kept", "", "line one", "line two"])
+      expect(yield* send(server.port, { envelope: { from: "a@sender.test", to: ["b@example.test"] }, raw: message })).toMatchObject({ ok: true })
+      const [file] = stored(server.maildir)
+      const { trace, body } = split(file!, "\r\n")
       expect(body.equals(message)).toBe(true)
       expect(trace).toMatch(/^Return-Path: <a@sender\.test>\r\nX-Original-To: b@example\.test\r\nReceived: from /)
-      expect(trace).toMatch(/\[127\.0\.0\.1\]\)\r\n\tby mx\.test with ESMTP id \S+\r\n\tfor <b@example\.test>;\r\n\t\w{3}, /)
-      expect(files(server.maildir, "tmp")).toEqual([])
     }))
 
   it.live("STARTTLS with a self-signed certificate, AUTH required when users are configured", () =>
@@ -165,8 +179,8 @@ describe("main program", () => {
       const files = stored(server.maildir)
       expect(files).toHaveLength(3)
       const texts = files.map((file) => file.toString("utf8"))
-      expect(texts.some((text) => /X-Original-To: a@example\.test\r\nX-Original-To: b@other\.test\r\n/.test(text))).toBe(true)
-      expect(files.some((file) => split(file).body.equals(utf8))).toBe(true)
+      expect(texts.some((text) => /X-Original-To: a@example\.test\nX-Original-To: b@other\.test\n/.test(text))).toBe(true)
+      expect(files.some((file) => split(file).body.equals(unix(utf8)))).toBe(true)
       expect(Math.max(...files.map((file) => file.length))).toBeGreaterThan(10 * 1024 * 1024)
     }))
 
@@ -237,7 +251,7 @@ describe("main program", () => {
         [{ SMTP_TLS_CERT: "/nonexistent.pem", SMTP_TLS_KEY: "/nonexistent.key" }, "SMTP_TLS_CERT: cannot read /nonexistent.pem"],
         [{ SMTP_TLS_CERT: fixture("localhost.crt") }, "SMTP_TLS_CERT and SMTP_TLS_KEY: set both"],
         [{ SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: fixture("localhost.crt") }, "SMTP_TLS_CERT and SMTP_TLS_KEY: Expected a certificate and its matching key"],
-        [{ SMTP_MAILDIR: "/proc/effect-smtp-test" }, "SMTP_MAILDIR: cannot create the Maildir /proc/effect-smtp-test"],
+        [{ SMTP_MAILDIR: "/proc/effect-smtp-test" }, "SMTP_MAILDIR: the Maildir /proc/effect-smtp-test: cannot create it"],
         [{ SMTP_IDLE_TIMEOUT: "soon" }, `SMTP_IDLE_TIMEOUT: Expected a valid Duration string, got "soon"`],
         [{ SMTP_IMPLICIT_TLS: "yes" }, "SMTP_IMPLICIT_TLS: Expected"]
       ]

@@ -31,7 +31,7 @@ export const serveMemory = (options: Options = {}) =>
       )
     )
     const server = Context.get(context, SmtpServer)
-    return { port: server.address.port, connections: server.connections, messages: Context.get(context, MemoryMessages) }
+    return { port: server.address.port, connections: server.connections, messages: Context.get(context, MemoryMessages).all }
   })
 
 /** A nodemailer transport to a local port. */

@@ -41,6 +41,11 @@ const UserPassword = Schema.String.check(
 /** The command's own settings, beside the server's. */
 export const CommandSettings = Schema.Struct({
   maildir: SettingsReader.setting(Schema.NonEmptyString, "./mail", "Maildir root (`tmp`, `new` and `cur` are created if missing)"),
+  lineEndings: SettingsReader.setting(
+    Schema.Literals(["lf", "crlf"]),
+    "lf",
+    "line endings of stored messages: `lf` (what mail readers expect) or `crlf` (as received)"
+  ),
   domains: SettingsReader.setting(
     Schema.Array(Domain),
     [],
@@ -90,6 +95,7 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
 const readCommandSettings = Effect.gen(function*() {
   const read = yield* Config.all({
     maildir: SettingsReader.field(CommandSettings.fields.maildir, commandVariable("maildir")),
+    lineEndings: SettingsReader.field(CommandSettings.fields.lineEndings, commandVariable("lineEndings")),
     domains: SettingsReader.list(commandVariable("domains")),
     authUsers: SettingsReader.list(commandVariable("authUsers"))
   }).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
@@ -132,7 +138,7 @@ export const main = Effect.gen(function*() {
   const app = users.size > 0 ? receiving.pipe(staticUsers(users)) : receiving
 
   const server = SmtpServer.layer(app).pipe(
-    Layer.provide(Maildir.layer({ root: command.maildir, hostname: settings.hostname })),
+    Layer.provide(Maildir.layer({ root: command.maildir, hostname: settings.hostname, lineEndings: command.lineEndings })),
     Layer.provide(Layer.succeed(SmtpServerConfig.SmtpServerConfig, settings))
   )
   const context = yield* Layer.build(server).pipe(

@@ -105,6 +105,8 @@ interface Connection<Cs, Ts, R> {
   authFailures: number
   /** From DATA until its reply: a message in flight, even before its handler starts or after it ends. */
   inData: boolean
+  /** The data handler's fiber while it runs, and its message: once the message is all here, the client leaving does not stop it. */
+  delivering: { readonly fiber: Fiber.Fiber<unknown, unknown>; readonly message: SMTPServerDataStream } | undefined
 }
 
 /** The engine: an smtp-server instance wired to an app. */
@@ -252,7 +254,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       transaction: undefined,
       draining: shuttingDown,
       authFailures: 0,
-      inData: false
+      inData: false,
+      delivering: undefined
     }
     connections.set(session, connection)
     open.add(connection)
@@ -333,6 +336,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
    * `body` runs in the phase's context, made from `inputs` (built first if they
    * need to be). A handler that suspends gets the phase's deadline, on the
    * app's Clock; one that completes at once needs neither a timer nor a record.
+   * The fiber is returned while it runs.
    */
   const runPhase = <A, I>(
     connection: Connection<Cs, Ts, R>,
@@ -340,7 +344,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     inputs: Prepared<Context.Context<I>>,
     body: (context: Context.Context<I>) => Effect.Effect<A, Reject.SmtpRejection>,
     answer: (exit: Exit.Exit<A, Reject.SmtpRejection>) => void
-  ): void => {
+  ): Fiber.Fiber<A, Reject.SmtpRejection> | undefined => {
     connection.snapshot = undefined
     const fiber = Effect.isEffect(inputs)
       ? Effect.runForkWith(phaseContext(connection, phase, connection.base))(
@@ -365,7 +369,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       setImmediate(answer, exit)
     }
     const now = fiber.pollUnsafe()
-    if (now !== undefined) return settle(now)
+    if (now !== undefined) return void settle(now)
     connection.fibers.add(fiber)
     const cancel = after(settings.phaseTimeouts[phase], () => {
       timedOut = true
@@ -376,6 +380,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       cancel()
       settle(exit)
     })
+    return fiber
   }
 
   const replyTo = (done: Done) => (exit: Exit.Exit<unknown, Reject.SmtpRejection>): void =>
@@ -523,7 +528,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       stream.off("readable", start)
       stream.off("close", start)
       const transaction = transactionOf(connection)
-      runPhase(
+      const fiber = runPhase(
         connection,
         "data",
         Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
@@ -532,10 +537,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
           // The verdict on the content wins over the handler's, and it is known only once all of it was read.
           MessageBody.drain(stream, guard, () => {
             connection.inData = false
+            connection.delivering = undefined
             if (guard.verdict !== undefined) done(toReplyError(guard.verdict))
             else replyTo(done)(exit)
           })
       )
+      if (fiber !== undefined && connection.inData) connection.delivering = { fiber, message: stream }
     }
     // The handler starts with the first bytes of the message (or its end, or the client leaving): before them
     // it could only wait, and every wait costs a suspension of its fiber.
@@ -550,7 +557,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     connections.delete(session)
     const closing = Effect.gen(function*() {
       connection.snapshot = undefined
-      yield* Fiber.interruptAll(connection.fibers)
+      // A message that arrived whole is stored even if its client left before the reply (the client's retry may
+      // then bring it twice, as with any MTA); everything else the connection runs is interrupted.
+      const delivering = connection.delivering
+      const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
+      yield* Fiber.interruptAll([...connection.fibers].filter((fiber) => fiber !== finishing))
+      if (finishing !== undefined) yield* Fiber.await(finishing)
       if (app.close.length > 0) {
         const state = connectionState(connection)
         const context = phaseContext(connection, "close", Effect.isEffect(state) ? yield* state : state)

@@ -2,7 +2,9 @@
  * The data phase that stores the message: `app.pipe(deliver)`.
  *
  * It reads the message through the app's `MessageStore` and answers 250 only
- * once the store has it. Put it last: it does not call `next`.
+ * once the store has all of it; a storage fault is answered with its
+ * `StorageError`'s reply (`452 4.3.1` when full, `451 4.3.0` otherwise). Put it
+ * last: it does not call `next`.
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -25,7 +27,12 @@ export const deliver = SmtpApp.onData(() =>
       size += chunk.length
       return chunk
     })
-    const id = yield* store.store({ session, envelope }, counted)
+    const id = yield* store.store({ session, envelope }, counted).pipe(
+      Effect.catchTag("StorageError", (error) =>
+        Effect.logWarning("message not stored", { reason: error.reason, error: error.message }).pipe(
+          Effect.andThen(Effect.fail(error.rejection))
+        ))
+    )
     yield* Effect.logInfo("message accepted", {
       id,
       size,

@@ -156,5 +156,5 @@ export class SmtpTest extends Context.Service<SmtpTest, {
     SmtpTest.use((server) => server.connect(options))
 
   /** The messages a `MessageStore.layerMemory` store accepted (envelope, session and bytes), in order. */
-  static readonly messages: Effect.Effect<ReadonlyArray<StoredMessage>, never, MemoryMessages> = Effect.flatten(MemoryMessages)
+  static readonly messages: Effect.Effect<ReadonlyArray<StoredMessage>, never, MemoryMessages> = MemoryMessages.use((memory) => memory.all)
 }

@@ -361,6 +361,21 @@ describe("configuration", () => {
       yield* Layer.build(SmtpServer.layer(SmtpApp.empty).pipe(Layer.provide(SmtpServerConfig.layer({ port: 0 }))))
     }))
 
+  it.live("settings in code: undefined is not given; a timeout must be finite and at most 24 days", () =>
+    Effect.gen(function*() {
+      // As a caller compiled without exactOptionalPropertyTypes may pass them.
+      const options: Options = { phaseTimeouts: {} }
+      for (const key of ["port", "banner", "tls"]) Reflect.set(options, key, undefined)
+      Reflect.set(options.phaseTimeouts ?? {}, "data", undefined)
+      const settings = yield* SmtpServerConfig.make(options)
+      expect(settings.port).toBe(2525)
+      expect(settings.phaseTimeouts.data).toEqual(Duration.minutes(5))
+      expect((yield* Effect.flip(SmtpServerConfig.make({ idleTimeout: Infinity }))).message).toBe(
+        "idleTimeout: Expected a duration of at most 24 days, got Infinity"
+      )
+      expect((yield* Effect.flip(SmtpServerConfig.make({ shutdownTimeout: Duration.days(30) }))).message).toMatch(/^shutdownTimeout: Expected a duration of at most 24 days/)
+    }))
+
   it.live("a config error is an SmtpConfigError", () =>
     Effect.gen(function*() {
       const error = yield* Layer.build(SmtpServerConfig.layer({ maxRecipients: 0 })).pipe(Effect.flip)

@@ -253,7 +253,14 @@ describe("main program", () => {
         [{ SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: fixture("localhost.crt") }, "SMTP_TLS_CERT and SMTP_TLS_KEY: Expected a certificate and its matching key"],
         [{ SMTP_MAILDIR: "/proc/effect-smtp-test" }, "SMTP_MAILDIR: the Maildir /proc/effect-smtp-test: cannot create it"],
         [{ SMTP_IDLE_TIMEOUT: "soon" }, `SMTP_IDLE_TIMEOUT: Expected a valid Duration string, got "soon"`],
-        [{ SMTP_IMPLICIT_TLS: "yes" }, "SMTP_IMPLICIT_TLS: Expected"]
+        [{ SMTP_IMPLICIT_TLS: "yes" }, "SMTP_IMPLICIT_TLS: Expected"],
+        [{ SMTP_IDLE_TIMEOUT: "30" }, `SMTP_IDLE_TIMEOUT: Expected a valid Duration string, got "30"`],
+        [{ SMTP_IDLE_TIMEOUT: "Infinity" }, `SMTP_IDLE_TIMEOUT: Expected a duration of at most 24 days, got "Infinity"`],
+        [{ SMTP_SHUTDOWN_TIMEOUT: "30 days" }, `SMTP_SHUTDOWN_TIMEOUT: Expected a duration of at most 24 days, got "30 days"`],
+        [
+          { SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: readFileSync(fixture("localhost.key"), "utf8") },
+          "SMTP_TLS_KEY: expected the path of a PEM file, not its contents"
+        ]
       ]
       const maildir = yield* tempMaildir
       for (const [env, message] of cases) {
@@ -267,6 +274,7 @@ describe("main program", () => {
         expect(stderr.trim().split("\n"), JSON.stringify(env)).toHaveLength(1)
         expect(stderr.trim()).toContain(`effect-smtp: ${message}`)
         expect(stderr, "no password in a message").not.toContain("pass word")
+        expect(stderr, "no private key in a message").not.toContain("PRIVATE KEY")
       }
     }))
 

@@ -6,7 +6,7 @@
  * that leaves between its final dot and the reply.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Logger, Option, Schedule } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { tmpdir } from "node:os"
@@ -259,6 +259,53 @@ describe("storage", () => {
         Effect.timeoutOption("5 seconds")
       )
       expect(Option.getOrElse(stored, () => [])).toEqual([unix(bytes)])
+    }))
+
+  it.live("shutdown waits for a message being stored for a client that left after its dot; a hung one is interrupted at shutdownTimeout", () =>
+    Effect.gen(function*() {
+      for (const [delay, stored] of [["500 millis", 1], ["1 hour", 0]] as const) {
+        const root = path.join(yield* temporary, "mail")
+        const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
+        const slow = Layer.effect(
+          MessageStore,
+          Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep(delay), maildir.store(delivery, body)) }))
+        )
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(
+          SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+            Layer.provide(slow),
+            Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", shutdownTimeout: "1 second" }))
+          ),
+          scope
+        )
+        const server = Context.get(context, SmtpServer)
+        const client = yield* connect(server.address.port)
+        yield* client.reply
+        yield* startMessage(client)
+        yield* client.write(Buffer.concat([message("orphan", 5_000), Buffer.from(".\r\n")]))
+        client.socket.destroy()
+        yield* server.connections.pipe(Effect.repeat({ until: (open) => open === 0, schedule: Schedule.spaced("20 millis") }))
+        // The scope closes once the delivery is done (or, hung, interrupted after shutdownTimeout).
+        yield* Scope.close(scope, Exit.void)
+        expect(folder(root, "new"), delay).toHaveLength(stored)
+        expect(folder(root, "tmp"), delay).toEqual([])
+      }
+    }))
+
+  it.live("a message over the size limit only before the guard strips it is refused with 552 and not stored", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+          Layer.provideMerge(MessageStore.layerMemory),
+          Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, maxMessageSize: 1000, nulBytes: "strip" }))
+        )
+      )
+      const port = Context.get(context, SmtpServer).address.port
+      const padded = Buffer.concat([Buffer.from(`Subject: x\r\n\r\n${"y".repeat(900)}`), Buffer.alloc(150), Buffer.from("\r\n")])
+      const result = yield* sendRaw(port, "padded", padded)
+      expect(result.ok).toBe(false)
+      expect(result.response).toMatch(/^552 5\.3\.4 /)
+      expect(yield* Context.get(context, MemoryMessages).all).toEqual([])
     }))
 
   it.live("kill -9 under load: every 250 is on disk, byte-exact after the trace fields; new/ holds only whole messages", () =>

@@ -40,9 +40,10 @@ export const fromReadable = (
       if (readable.errored !== null) return Effect.fail(readFailed)
       const batch: Array<Uint8Array> = []
       for (let next: Buffer | null = readable.read(); next !== null; next = readable.read()) {
+        // The limit counts the bytes as received, as smtp-server's own 552 does, not what the guard passes on.
+        seen += next.length
         const passed = guard.pass(next)
         if (passed.length > 0) batch.push(passed)
-        seen += passed.length
       }
       if (readable.readableEnded && !finished) {
         finished = true

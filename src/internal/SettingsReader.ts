@@ -74,9 +74,15 @@ export const optional = <T>(config: Config.Config<T>): Config.Config<T | undefin
 export const list = (name: string): Config.Config<ReadonlyArray<string> | undefined> =>
   optional(Config.Array(Schema.String, name)).pipe(Config.map((items) => items?.map((item) => item.trim())))
 
+/** The annotation of a setting read as text from its variable, however code may give it. */
+const ReadAsText = "effect-smtp/readAsText"
+
+/** `schema`, read as text from a variable (a duration: `30` must not pass as 30 milliseconds). */
+export const asText = <S extends Schema.Top>(schema: S) => schema.annotate({ [ReadAsText]: true })
+
 /** Reads the encoded value of `field` from one variable. */
 export const field = (schema: Schema.Top, name: string): Config.Config<unknown> =>
-  optional(Config.schema(Schema.toEncoded(schema), name))
+  optional(Schema.resolveAnnotations(schema)?.[ReadAsText] === true ? Config.String(name) : Config.schema(Schema.toEncoded(schema), name))
 
 /** An object without the keys whose value is `undefined` (settings that were not given). */
 export const defined = (values: Readonly<Record<string, unknown>>): Record<string, unknown> =>

@@ -118,6 +118,8 @@ export interface SmtpEngine {
   readonly busy: () => number
   /** Stops accepting commands: idle connections get 421 and close, busy ones after their reply. */
   readonly drain: Effect.Effect<void>
+  /** Completes once no message whose client left before its reply is still being stored. */
+  readonly settled: Effect.Effect<void>
   /** Ends every connection: handlers still running are interrupted. */
   readonly abort: Effect.Effect<void>
 }
@@ -194,6 +196,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const engines = new Set<EngineConnection>()
   const byEngineSession = new WeakMap<SMTPServerSession, EngineConnection>()
   const perClient = new Map<string, number>()
+  /** Deliveries of messages received whole whose client left before the reply: they finish, and shutdown waits. */
+  const orphans = new Set<Fiber.Fiber<unknown, unknown>>()
   const countClient = (client: string, change: 1 | -1): void => {
     const count = (perClient.get(client) ?? 0) + change
     if (count <= 0) perClient.delete(client)
@@ -555,12 +559,16 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     const connection = connections.get(session) ?? (session.envelope === undefined ? undefined : connectionOf(session))
     if (connection === undefined) return
     connections.delete(session)
+    // A message that arrived whole is stored even if its client left before the reply (the client's retry may then
+    // bring it twice, as with any MTA); everything else the connection runs is interrupted.
+    const delivering = connection.delivering
+    const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
+    if (finishing !== undefined) {
+      orphans.add(finishing)
+      finishing.addObserver(() => orphans.delete(finishing))
+    }
     const closing = Effect.gen(function*() {
       connection.snapshot = undefined
-      // A message that arrived whole is stored even if its client left before the reply (the client's retry may
-      // then bring it twice, as with any MTA); everything else the connection runs is interrupted.
-      const delivering = connection.delivering
-      const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
       yield* Fiber.interruptAll([...connection.fibers].filter((fiber) => fiber !== finishing))
       if (finishing !== undefined) yield* Fiber.await(finishing)
       if (app.close.length > 0) {
@@ -828,7 +836,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
 
     /** The limit a new connection from `client` would break, if any. */
     private limitFor(client: string): Reject.SmtpRejection | undefined {
-      if (engines.size + this.handshakes >= settings.maxClients) return tooManyClients
+      // A message still being stored for a client that left counts as the connection it was.
+      if (engines.size + this.handshakes + orphans.size >= settings.maxClients) return tooManyClients
       return (perClient.get(client) ?? 0) >= settings.maxConnectionsPerClient ? tooManyFromYou : undefined
     }
 
@@ -901,10 +910,15 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   server.on("error", (error: Error) => logger.warn({}, "smtp-server: %s", error.message))
 
   const busy = () => {
-    let count = 0
+    let count = orphans.size
     for (const connection of open) if (connection.fibers.size > 0 || connection.inData) count++
     return count
   }
+
+  /** Waits for the deliveries that outlived their connections. */
+  const settled: Effect.Effect<void> = Effect.suspend(() =>
+    orphans.size === 0 ? Effect.void : Effect.andThen(Fiber.awaitAll([...orphans]), settled)
+  )
 
   const drainAll = Effect.sync(() => {
     shuttingDown = true
@@ -921,7 +935,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     for (const connection of engines) {
       connection.send(421, `${Reject.shuttingDown.enhanced} ${Reject.shuttingDown.message}`)
     }
-    yield* Fiber.interruptAll([...open].flatMap((connection) => [...connection.fibers]))
+    yield* Fiber.interruptAll([...orphans, ...[...open].flatMap((connection) => [...connection.fibers])])
   })
 
   const engine: SmtpEngine = {
@@ -929,6 +943,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     connections: () => engines.size,
     busy,
     drain: drainAll,
+    settled,
     abort
   }
   return engine

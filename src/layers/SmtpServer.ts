@@ -82,7 +82,7 @@ const shutdown = (engine: SmtpEngine.SmtpEngine, timeout: Duration.Duration) =>
       engine.server.close(() => resume(Effect.void))
     })
     yield* engine.drain
-    const finished = yield* closed.pipe(Effect.timeoutOption(timeout))
+    const finished = yield* Effect.andThen(closed, engine.settled).pipe(Effect.timeoutOption(timeout))
     if (finished._tag === "None") {
       yield* Effect.logWarning("shutdown timeout: interrupting handlers still running", { busy: engine.busy() })
       yield* engine.abort

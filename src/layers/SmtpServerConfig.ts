@@ -37,16 +37,30 @@ const AuthMethod = Schema.Literals(["PLAIN", "LOGIN"])
 
 const Count = Schema.Int.check(Schema.isGreaterThan(0))
 
-/** A duration longer than zero: `"30 seconds"`, a `Duration`, or milliseconds. */
+/** The longest delay Node's timers keep (about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
+/** A duration longer than zero that a timer can wait: `"30 seconds"`, a `Duration`, or milliseconds in code. */
 const Timeout = Schema.Union([
   Schema.DurationFromString,
   Schema.Duration,
   Schema.Number.pipe(Schema.decodeTo(Schema.Duration, SchemaTransformation.durationFromMillis))
-]).check(Schema.makeFilter((duration: Duration.Duration) => Duration.isGreaterThan(duration, Duration.zero) || "Expected a duration longer than zero"))
+]).check(
+  Schema.makeFilter((duration: Duration.Duration) => Duration.isGreaterThan(duration, Duration.zero) || "Expected a duration longer than zero"),
+  Schema.makeFilter((duration: Duration.Duration) =>
+    (Duration.isFinite(duration) && Duration.toMillis(duration) <= MAX_TIMER_MILLIS) || "Expected a duration of at most 24 days"
+  )
+)
+
+/** A timeout setting; from a variable it is text with a unit (`30 seconds`), never a bare number. */
+const timeout = (fallback: string, description: string) => SettingsReader.asText(setting(Timeout, fallback, description))
 
 const Host = Schema.String.check(Schema.makeFilter((host: string) => net.isIP(host) !== 0 || "Expected an IP address"))
 
 const HostName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, { message: "Expected a host name" }))
+
+/** The machine's host name, where it is a valid one. */
+const machineName = /^[A-Za-z0-9.-]{1,253}$/.test(os.hostname()) ? os.hostname() : "localhost"
 
 const SingleLine = Schema.String.check(Schema.makeFilter((text: string) => !/[\r\n]/.test(text) || "Expected a single line"))
 
@@ -66,7 +80,7 @@ const Certificate = Schema.Struct({ cert: Schema.String, key: Schema.Redacted(Sc
 export type TlsCertificate = typeof Certificate.Type
 
 const phaseTimeout = (fallback: string, phase: string) =>
-  setting(Timeout, fallback, `how long the ${phase} handlers may run before the command gets 451 4.4.1`)
+  timeout(fallback, `how long the ${phase} handlers may run before the command gets 451 4.4.1`)
 
 /** Each phase's handler timeout. */
 export const PhaseTimeouts = Schema.Struct({
@@ -83,14 +97,19 @@ export const PhaseTimeouts = Schema.Struct({
 export const SettingsSchema = Schema.Struct({
   host: setting(Host, "127.0.0.1", "listen address (an IP address; `::` or `0.0.0.0` for all)"),
   port: setting(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })), 2525, "listen port (`0` picks a free one)"),
-  hostname: setting(HostName, os.hostname(), "name in the greeting, the EHLO reply and a self-signed certificate", "the machine's host name"),
+  hostname: setting(
+    HostName,
+    machineName,
+    "name in the greeting, the EHLO reply and a self-signed certificate",
+    "the machine's host name (localhost if it is not a valid one)"
+  ),
   banner: Schema.OptionFromOptionalKey(SingleLine).annotate({ description: "text after the host name in the greeting" }),
   maxMessageSize: setting(Count, 25 * 1024 * 1024, "largest message in bytes, advertised with SIZE (`552 5.3.4` past it)"),
   maxRecipients: setting(Count, 100, "recipients per message (`452 4.5.3` past it)"),
   maxClients: setting(Count, 1000, "simultaneous connections (`421 4.7.0` past it)"),
   maxConnectionsPerClient: setting(Count, 20, "simultaneous connections from one client address (`421 4.7.0` past it)"),
-  idleTimeout: setting(Timeout, "5 minutes", "a connection without traffic for this long is closed"),
-  shutdownTimeout: setting(Timeout, "8 seconds", "on shutdown, how long messages in flight may take to finish"),
+  idleTimeout: timeout("5 minutes", "a connection without traffic for this long is closed"),
+  shutdownTimeout: timeout("8 seconds", "on shutdown, how long messages in flight may take to finish"),
   phaseTimeouts: PhaseTimeouts.pipe(Schema.withDecodingDefaultKey(Effect.succeed({}))),
   tls: Schema.OptionFromOptionalKey(Schema.Union([Certificate, Schema.Literal("self-signed")])).annotate({
     description: "certificate for STARTTLS and implicit TLS; none: no TLS"
@@ -100,16 +119,16 @@ export const SettingsSchema = Schema.Struct({
   authRequired: setting(Schema.Boolean, false, "mail only from authenticated sessions (`530 5.7.0`)"),
   allowInsecureAuth: setting(Schema.Boolean, false, "offer AUTH without TLS: localhost development only"),
   maxAuthFailures: setting(Count, 3, "failed AUTH attempts per connection (`421 4.7.0` and close at it)"),
-  authFailureDelay: setting(Timeout, "1 second", "each failed AUTH is answered after this delay times the failures so far"),
+  authFailureDelay: timeout("1 second", "each failed AUTH is answered after this delay times the failures so far"),
   bareLineEndings: setting(Schema.Literals(["reject", "normalize"]), "reject", "a bare CR or LF in DATA: `reject` (`550 5.5.2`) or `normalize` to CRLF"),
   nulBytes: setting(Schema.Literals(["reject", "strip"]), "reject", "NUL bytes in DATA: `reject` (`550 5.6.0`) or `strip`"),
   maxLineLength: setting(Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)), 10_000, "longest DATA line in bytes (`550 5.6.0` past it)"),
   maxJunkCommands: setting(Count, 100, "NOOP, RSET, HELP, VRFY, EXPN and unknown commands per connection (`421 4.7.0` past it)"),
-  commandTimeout: setting(Timeout, "1 minute", "from the first byte of a command line to its end (`421 4.4.2` past it)"),
-  dataTimeout: setting(Timeout, "10 minutes", "from the 354 reply to the end of the message (`421 4.4.2` past it)"),
+  commandTimeout: timeout("1 minute", "from the first byte of a command line to its end (`421 4.4.2` past it)"),
+  dataTimeout: timeout("10 minutes", "from the 354 reply to the end of the message (`421 4.4.2` past it)"),
   minDataRate: setting(Count, 500, "slowest average message rate in bytes per second, after a grace of `idleTimeout` (`421 4.4.2`)"),
-  tlsHandshakeTimeout: setting(Timeout, "30 seconds", "from the start of a TLS handshake to its end; the connection closes past it"),
-  writeStallTimeout: setting(Timeout, "1 minute", "how long a client may leave its replies unread once they fill the socket"),
+  tlsHandshakeTimeout: timeout("30 seconds", "from the start of a TLS handshake to its end; the connection closes past it"),
+  writeStallTimeout: timeout("1 minute", "how long a client may leave its replies unread once they fill the socket"),
   rejectUnauthorizedPipelining: setting(Schema.Boolean, true, "a command sent ahead of a reply it must wait for (RFC 2920): `554 5.5.0` and close")
 }).check(
   Schema.makeFilter((settings) =>
@@ -146,9 +165,9 @@ const decodeSettings = (input: unknown, name: (path: ReadonlyArray<string>) => s
     return { ...decoded, tls: Option.some(yield* SelfSignedCertificate.make(decoded.hostname)) } satisfies Settings
   })
 
-/** Validates `options` and fills in the defaults. */
+/** Validates `options` and fills in the defaults; a setting whose value is `undefined` is not given. */
 export const make = (options: Options = {}): Effect.Effect<Settings, SmtpConfigError> =>
-  decodeSettings(options, (path) => path.join("."))
+  decodeSettings(merge({}, {}, options).values, (path) => path.join("."))
 
 const pemFile = (name: string) =>
   Config.String(name).pipe(
@@ -158,10 +177,18 @@ const pemFile = (name: string) =>
         ? Effect.succeed(file)
         : Effect.tryPromise({
           try: () => readFile(file, "utf8"),
-          catch: (cause) => new Config.ConfigError(new ConfigProvider.SourceError({ message: `${name}: cannot read ${file}: ${String(cause)}` }))
+          // The value may be the PEM text itself, a private key: it is named, never shown.
+          catch: (cause) =>
+            new Config.ConfigError(new ConfigProvider.SourceError({
+              message: /[\r\n]|-----BEGIN/.test(file)
+                ? `${name}: expected the path of a PEM file, not its contents`
+                : `${name}: cannot read ${file} (${String(errorCode(cause) ?? cause)})`
+            }))
         })
     )
   )
+
+const errorCode = (cause: unknown): unknown => cause instanceof Error && "code" in cause ? cause.code : undefined
 
 /** `tls` from two files, `<prefix>_TLS_CERT` and `<prefix>_TLS_KEY`; the first may say `self-signed` instead. */
 const tlsFiles = (prefix: string): Config.Config<TlsCertificate | "self-signed" | undefined> => {
@@ -206,21 +233,21 @@ export interface ConfigOptions {
 
 /**
  * The settings read with `Config`: each setting `config` gives is read as
- * given (a record of `Config`s, nested like the settings); every other one
- * from its variable under `prefix`. A whole `Config<Options>` is read as it is.
+ * given (a record of `Config`s, nested like the settings), and one that has
+ * no value there, or is not given, from its variable under `prefix`; a whole
+ * `Config<Options>` is read as it is. `defaults` fill in what is left.
  */
 export const read = (config: Config.Wrap<Options> = {}, options: ConfigOptions = {}): Effect.Effect<Settings, SmtpConfigError> => {
   const prefix = options.prefix ?? "SMTP"
-  const variables = fromVariables(prefix)
   const given: Config.Config<unknown> = Config.unwrap(config)
   const merged = Config.isConfig(config)
-    ? Config.map(given, (values) => ({ values, named: new Set<string>() }))
-    : Config.all([variables, given]).pipe(Config.map(([read, given]) => merge(options.defaults ?? {}, read, given)))
+    ? Config.map(given, (values) => merge(options.defaults ?? {}, {}, values))
+    : Config.all([fromVariables(prefix), given]).pipe(Config.map(([read, given]) => merge(options.defaults ?? {}, read, given)))
   return merged.pipe(
     Effect.mapError((error) => new SmtpConfigError({ message: SettingsReader.describeConfigError(error) })),
     Effect.flatMap(({ values, named }) =>
       decodeSettings(values, (path) => {
-        if (!named.has(path[0] ?? "")) return path.join(".")
+        if (!named.has(path[0] ?? "") && !named.has(path.slice(0, 2).join("."))) return path.join(".")
         // The certificate is read from two variables.
         return path[0] === "tls"
           ? `${SettingsReader.variable(prefix, ["tls", "cert"])} and ${SettingsReader.variable(prefix, ["tls", "key"])}`
@@ -231,29 +258,42 @@ export const read = (config: Config.Wrap<Options> = {}, options: ConfigOptions =
 }
 
 /**
- * The settings `given` over the variables' values over `defaults` (nested
- * objects merged one level down), and the settings whose value came from a
- * variable.
+ * The settings `given` over the variables' values over `defaults`, groups
+ * (`phaseTimeouts`) merged setting by setting, without the settings whose
+ * value is `undefined`; and the paths of the settings whose value came from a
+ * variable (`port`, `phaseTimeouts.data`).
  */
-const merge = (defaults: Options, read: Record<string, unknown>, given: unknown) => {
-  const values: Record<string, unknown> = { ...defaults }
+const merge = (defaults: unknown, read: unknown, given: unknown) => {
+  const values: Record<string, unknown> = {}
   const named = new Set<string>()
   const over = (layer: unknown, fromVariable: boolean) => {
-    if (typeof layer !== "object" || layer === null) return
+    if (!isRecord(layer)) return
     for (const [key, value] of Object.entries(layer)) {
       if (value === undefined) continue
-      if (fromVariable) named.add(key)
-      else named.delete(key)
-      const underneath = values[key]
-      values[key] = isRecord(value) && isRecord(underneath) ? { ...underneath, ...SettingsReader.defined(value) } : value
+      if (isRecord(value)) {
+        const existing = values[key]
+        const group: Record<string, unknown> = isRecord(existing) ? existing : {}
+        values[key] = group
+        for (const [setting, inner] of Object.entries(value)) {
+          if (inner === undefined) continue
+          group[setting] = inner
+          if (fromVariable) named.add(`${key}.${setting}`)
+          else named.delete(`${key}.${setting}`)
+        }
+      } else {
+        values[key] = value
+        if (fromVariable) named.add(key)
+        else named.delete(key)
+      }
     }
   }
+  over(defaults, false)
   over(read, true)
   over(given, false)
   return { values, named }
 }
 
-/** A nested group of settings (`phaseTimeouts`), not a value such as a `Duration` or a certificate. */
+/** A group of settings (`phaseTimeouts`), not a value such as a `Duration` or a certificate. */
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype && !("cert" in value)
 
@@ -278,10 +318,16 @@ export const documentation = (prefix = "SMTP", defaults: Options = {}): Readonly
   })
 }
 
-const tlsCertMeaning = "PEM certificate file for STARTTLS and implicit TLS, or `self-signed` (development); none: no TLS"
+const tlsCertMeaning = "PEM certificate file for STARTTLS and implicit TLS, or `self-signed` (development); without one, no TLS"
 
 /** The server's settings. */
 export class SmtpServerConfig extends Context.Service<SmtpServerConfig, Settings>()("effect-smtp/SmtpServerConfig") {
+  /** Validates settings from code and fills in the defaults. */
+  static readonly make = make
+
+  /** Reads the settings with `Config`, as `layerConfig` does. */
+  static readonly read = read
+
   /** Settings from code. */
   static readonly layer = (options: Options = {}): Layer.Layer<SmtpServerConfig, SmtpConfigError> =>
     Layer.effect(SmtpServerConfig, make(options))

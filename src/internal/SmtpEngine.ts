@@ -4,7 +4,8 @@
  * `make` builds an smtp-server instance whose callbacks run the app's phase
  * chains as fibers with the app's services. Each callback is answered exactly
  * once and never synchronously. DATA is always drained. A client that goes
- * away interrupts its handlers. Per-connection and per-transaction state is
+ * away interrupts its handlers, except a data handler whose message arrived
+ * whole: that message is stored. Per-connection and per-transaction state is
  * built into scopes that close with the connection and the transaction. The
  * engine does not listen: `SmtpServer` does that, and the test kit hands it
  * in-memory sockets.

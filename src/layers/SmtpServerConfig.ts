@@ -57,10 +57,12 @@ const timeout = (fallback: string, description: string) => SettingsReader.asText
 
 const Host = Schema.String.check(Schema.makeFilter((host: string) => net.isIP(host) !== 0 || "Expected an IP address"))
 
-const HostName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9.-]{1,253}$/, { message: "Expected a host name" }))
+const HOST_NAME = /^[A-Za-z0-9.-]{1,253}$/
+
+const HostName = Schema.String.check(Schema.isPattern(HOST_NAME, { message: "Expected a host name" }))
 
 /** The machine's host name, where it is a valid one. */
-const machineName = /^[A-Za-z0-9.-]{1,253}$/.test(os.hostname()) ? os.hostname() : "localhost"
+const machineName = HOST_NAME.test(os.hostname()) ? os.hostname() : "localhost"
 
 const SingleLine = Schema.String.check(Schema.makeFilter((text: string) => !/[\r\n]/.test(text) || "Expected a single line"))
 
@@ -112,7 +114,7 @@ export const SettingsSchema = Schema.Struct({
   shutdownTimeout: timeout("8 seconds", "on shutdown, how long messages in flight may take to finish"),
   phaseTimeouts: PhaseTimeouts.pipe(Schema.withDecodingDefaultKey(Effect.succeed({}))),
   tls: Schema.OptionFromOptionalKey(Schema.Union([Certificate, Schema.Literal("self-signed")])).annotate({
-    description: "certificate for STARTTLS and implicit TLS; none: no TLS"
+    description: "certificate for STARTTLS and implicit TLS; without one, no TLS"
   }),
   implicitTls: setting(Schema.Boolean, false, "TLS from the first byte (port 465 style) instead of STARTTLS; needs `tls`"),
   authMethods: setting(Schema.Array(AuthMethod), ["PLAIN", "LOGIN"], "SASL mechanisms, offered only when the app has auth middleware"),

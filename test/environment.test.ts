@@ -24,7 +24,7 @@ import {
   type SmtpServerSettings
 } from "../src/index.ts"
 import { documentation, make as makeSettings } from "../src/layers/SmtpServerConfig.ts"
-import { connect, fixtureTls, type RawClient, send, startMessage } from "./support.ts"
+import { connect, fixtureTls, type RawClient, replyReader, send, startMessage, writer } from "./support.ts"
 
 type Env = Readonly<Record<string, string>>
 
@@ -684,29 +684,9 @@ const tlsClient = (options: tls.ConnectionOptions) =>
   Effect.acquireRelease(
     Effect.callback<Talker & { readonly socket: tls.TLSSocket }>((resume) => {
       const socket = tls.connect({ rejectUnauthorized: false, ...options })
-      let text = ""
-      let ended = false
-      const waiting: Array<() => void> = []
-      const wake = () => waiting.splice(0).forEach((attempt) => attempt())
-      socket.on("data", (chunk: Buffer) => {
-        text += chunk.toString("latin1")
-        wake()
-      })
-      socket.on("close", () => {
-        ended = true
-        wake()
-      })
       socket.on("error", (error) => resume(Effect.die(error)))
-      const reply = Effect.callback<string>((done) => {
-        const attempt = () => {
-          const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(text)
-          if (match === null) return ended ? done(Effect.succeed("")) : void waiting.push(attempt)
-          text = text.slice(match[0].length)
-          done(Effect.succeed(match[0].trimEnd()))
-        }
-        attempt()
-      })
-      const write = (data: string | Buffer) => Effect.callback<void>((done) => void socket.write(data, () => done(Effect.void)))
+      const reply = replyReader(socket)
+      const write = writer(socket)
       socket.once("secureConnect", () => resume(Effect.succeed({ socket, reply, write })))
     }),
     (client) => Effect.sync(() => client.socket.destroy())

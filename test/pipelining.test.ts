@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import * as net from "node:net"
 import { Duplex } from "node:stream"
 import * as tls from "node:tls"
-import { connect, fixtureTls, send, serveMemory } from "./support.ts"
+import { connect, fixtureTls, replyReader, send, serveMemory } from "./support.ts"
 
 const outOfSync = "554 5.5.0 Error: SMTP protocol synchronization, closing the connection"
 
@@ -157,26 +157,7 @@ const heldTlsClient = (port: number) =>
       raw.on("end", () => wire.push(null))
       const secure = tls.connect({ socket: wire, rejectUnauthorized: false })
       secure.on("error", () => undefined)
-      let text = ""
-      let ended = false
-      const waiting: Array<() => void> = []
-      secure.on("data", (chunk: Buffer) => {
-        text += chunk.toString("latin1")
-        waiting.splice(0).forEach((wake) => wake())
-      })
-      secure.on("close", () => {
-        ended = true
-        waiting.splice(0).forEach((wake) => wake())
-      })
-      const reply: Effect.Effect<string> = Effect.callback((done) => {
-        const attempt = () => {
-          const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(text)
-          if (match === null) return ended ? done(Effect.succeed("")) : void waiting.push(attempt)
-          text = text.slice(match[0].length)
-          done(Effect.succeed(match[0].trimEnd()))
-        }
-        attempt()
-      })
+      const reply = replyReader(secure)
       // Each secure.write becomes a record on a later turn; the records go out together once all are made.
       const together = (pieces: ReadonlyArray<string>) =>
         Effect.gen(function*() {

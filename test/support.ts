@@ -4,6 +4,7 @@
 import { Context, Effect, Layer, Redacted } from "effect"
 import { readFileSync } from "node:fs"
 import * as net from "node:net"
+import type * as tls from "node:tls"
 import nodemailer, { type SendMailOptions } from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport"
 import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
@@ -62,44 +63,53 @@ export interface RawClient {
   readonly socket: net.Socket
 }
 
+/** The replies `socket` receives: each run waits for the next complete reply (all its lines), "" once it has closed. */
+export const replyReader = (socket: net.Socket | tls.TLSSocket): Effect.Effect<string> => {
+  let buffer = ""
+  let ended = false
+  const waiters: Array<() => void> = []
+  const wake = () => waiters.splice(0).forEach((waiter) => waiter())
+  socket.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString("latin1")
+    wake()
+  })
+  socket.on("close", () => {
+    ended = true
+    wake()
+  })
+  const take = (): string | undefined => {
+    const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buffer)
+    if (match === null) return ended ? "" : undefined
+    buffer = buffer.slice(match[0].length)
+    return match[0].trimEnd()
+  }
+  return Effect.callback<string>((resume) => {
+    const attempt = () => {
+      const found = take()
+      if (found === undefined) return void waiters.push(attempt)
+      resume(Effect.succeed(found))
+    }
+    attempt()
+  })
+}
+
+/** Writes `data` to `socket` and waits until it is flushed. */
+export const writer = (socket: net.Socket | tls.TLSSocket) => (data: string | Buffer): Effect.Effect<void> =>
+  Effect.callback<void>((done) => void socket.write(data, () => done(Effect.void)))
+
 export const connect = (port: number) =>
   Effect.acquireRelease(
     Effect.callback<RawClient>((resume) => {
       const socket = net.connect(port, "127.0.0.1")
-      let buffer = ""
-      let ended = false
-      const waiters: Array<() => void> = []
-      const wake = () => waiters.splice(0).forEach((w) => w())
-      socket.on("data", (chunk) => {
-        buffer += chunk.toString("latin1")
-        wake()
-      })
-      socket.on("close", () => {
-        ended = true
-        wake()
-      })
       socket.on("error", () => undefined)
-      const takeReply = (): string | undefined => {
-        const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(buffer)
-        if (match === null) return ended ? "" : undefined
-        buffer = buffer.slice(match[0].length)
-        return match[0].trimEnd()
-      }
-      const reply: Effect.Effect<string> = Effect.callback<string>((resumeReply) => {
-        const attempt = () => {
-          const found = takeReply()
-          if (found === undefined) return void waiters.push(attempt)
-          resumeReply(Effect.succeed(found))
-        }
-        attempt()
-      })
+      const reply = replyReader(socket)
       socket.once("connect", () =>
         resume(Effect.succeed({
           socket,
-          write: (data) => Effect.callback<void>((done) => void socket.write(data, () => done(Effect.void))),
+          write: writer(socket),
           reply,
           closed: Effect.callback<void>((done) => {
-            if (ended) return done(Effect.void)
+            if (socket.destroyed) return done(Effect.void)
             socket.once("close", () => done(Effect.void))
           })
         })))

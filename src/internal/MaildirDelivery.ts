@@ -130,10 +130,14 @@ export const traceFields = (delivery: Delivery, hostname: string, id: string, da
   ].join("")
 }
 
+/** A file operation whose failure keeps its own error (its code and path) for the log. */
+const attempt = <A>(operation: () => Promise<A>): Effect.Effect<A, Error> =>
+  Effect.tryPromise({ try: operation, catch: (cause) => cause instanceof Error ? cause : new Error(String(cause)) })
+
 /** Removes `file`, logging rather than failing: a clean-up never changes what the client is told. */
 const remove = (file: string) =>
-  Effect.tryPromise(() => fs.rm(file, { force: true })).pipe(
-    Effect.catch((error) => Effect.logWarning("could not remove a file of a message that was not stored", { file, error: String(error) }))
+  attempt(() => fs.rm(file, { force: true })).pipe(
+    Effect.catch((error) => Effect.logWarning("could not remove a file of a message that was not stored", { file, error: error.message }))
   )
 
 const encoder = new TextEncoder()
@@ -239,15 +243,15 @@ export const prepare = (root: string): Effect.Effect<void, MaildirError> =>
 const removeStale = (tmp: string) =>
   Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
-    const entries = yield* Effect.tryPromise(() => fs.readdir(tmp))
+    const entries = yield* attempt(() => fs.readdir(tmp))
     let removed = 0
     for (const entry of entries) {
       const file = path.join(tmp, entry)
-      const stat = yield* Effect.tryPromise(() => fs.lstat(file))
+      const stat = yield* attempt(() => fs.lstat(file))
       if (stat.isFile() && now - stat.mtimeMs > STALE_MILLIS) {
-        yield* Effect.tryPromise(() => fs.rm(file))
+        yield* attempt(() => fs.rm(file))
         removed++
       }
     }
     if (removed > 0) yield* Effect.logInfo("removed leftovers older than 36 hours from tmp/", { files: removed })
-  }).pipe(Effect.catch((error) => Effect.logWarning("could not clean up tmp/", { error: String(error) })))
+  }).pipe(Effect.catch((error) => Effect.logWarning("could not clean up tmp/", { error: error.message })))

@@ -22,7 +22,7 @@ export type { Delivery, StoredMessage } from "./services/MessageStore.ts"
 export { SmtpListenError, SmtpServer, SmtpServerVersionError } from "./layers/SmtpServer.ts"
 export { SmtpConfigError, SmtpServerConfig } from "./layers/SmtpServerConfig.ts"
 export type {
-  ConfigOptions as SmtpServerConfigOptions,
+  ConfigOptions as SmtpServerConfigReadOptions,
   Options as SmtpServerOptions,
   Settings as SmtpServerSettings,
   TlsCertificate

@@ -5,7 +5,7 @@
  * graceful.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
+import { Config, ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Ref, Scope, Stream } from "effect"
 import { SMTPServer } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
 import { MailFrom, Message, SmtpApp, SmtpConfigError, SmtpServer, SmtpServerConfig, SmtpServerVersionError, SmtpSession } from "../src/index.ts"
@@ -259,21 +259,24 @@ describe("adapter", () => {
 
   it.live("shutdown between the 354 and the first byte of the message: the message is still received and stored", () =>
     Effect.gen(function*() {
-      const stored = yield* Ref.make(0)
-      const app = SmtpApp.empty.pipe(
-        SmtpApp.onData(() => Message.use((message) => Stream.runDrain(message.stream)).pipe(Effect.andThen(Ref.update(stored, (n) => n + 1))))
-      )
-      const scope = yield* Scope.make()
-      const server = yield* serve(app, { shutdownTimeout: "5 seconds" }).pipe(Scope.provide(scope))
-      const client = yield* greeted(server.address.port)
-      yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
-      expect((yield* replies(client, 3))[2]).toMatch(/^354 /)
-      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
-      yield* Effect.sleep("200 millis")
-      yield* client.write("Subject: late\r\n\r\nbody\r\n.\r\n")
-      expect(yield* client.reply).toMatch(/^250 /)
-      yield* Fiber.join(closing)
-      expect(yield* Ref.get(stored)).toBe(1)
+      // The longest shutdownTimeout too: smtp-server's own timer after it must not overflow into 1 ms.
+      for (const shutdownTimeout of ["5 seconds", "2147483647 millis"]) {
+        const stored = yield* Ref.make(0)
+        const app = SmtpApp.empty.pipe(
+          SmtpApp.onData(() => Message.use((message) => Stream.runDrain(message.stream)).pipe(Effect.andThen(Ref.update(stored, (n) => n + 1))))
+        )
+        const scope = yield* Scope.make()
+        const server = yield* serve(app, { shutdownTimeout }).pipe(Scope.provide(scope))
+        const client = yield* greeted(server.address.port)
+        yield* client.write("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
+        expect((yield* replies(client, 3))[2]).toMatch(/^354 /)
+        const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+        yield* Effect.sleep("200 millis")
+        yield* client.write("Subject: late\r\n\r\nbody\r\n.\r\n")
+        expect(yield* client.reply, shutdownTimeout).toMatch(/^250 /)
+        yield* Fiber.join(closing)
+        expect(yield* Ref.get(stored)).toBe(1)
+      }
     }))
 
   it.live("shutdown timeout: a handler still running is interrupted and the client gets 421 4.3.2", () =>
@@ -359,6 +362,24 @@ describe("configuration", () => {
       )
       // Restored, the same Layer builds.
       yield* Layer.build(SmtpServer.layer(SmtpApp.empty).pipe(Layer.provide(SmtpServerConfig.layer({ port: 0 }))))
+    }))
+
+  it.live("layerConfig: a setting given in code is not read from its variable at all, and a key never reaches a message", () =>
+    Effect.gen(function*() {
+      // Kubernetes puts SMTP_PORT=tcp://… into every pod of a namespace with a Service named smtp.
+      const settings = yield* Effect.provide(
+        SmtpServerConfig.read({ port: Config.Port("PORT"), phaseTimeouts: { data: Config.Duration("DATA_TIMEOUT") } }),
+        ConfigProvider.layer(ConfigProvider.fromEnv({
+          env: { PORT: "2601", SMTP_PORT: "tcp://10.0.0.1:25", DATA_TIMEOUT: "2 minutes", SMTP_PHASE_TIMEOUTS_DATA: "soon" }
+        }))
+      )
+      expect(settings.port).toBe(2601)
+      expect(settings.phaseTimeouts.data).toEqual(Duration.minutes(2))
+      const options: Options = {}
+      Reflect.set(options, "tls", { cert: "-----BEGIN CERTIFICATE-----", key: "-----BEGIN PRIVATE KEY-----secret" })
+      const message = (yield* Effect.flip(SmtpServerConfig.make(options))).message
+      expect(message).toMatch(/^tls\.key: /)
+      expect(message).not.toContain("secret")
     }))
 
   it.live("settings in code: undefined is not given; a timeout must be finite and at most 24 days", () =>

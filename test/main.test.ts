@@ -259,8 +259,13 @@ describe("main program", () => {
         [{ SMTP_SHUTDOWN_TIMEOUT: "30 days" }, `SMTP_SHUTDOWN_TIMEOUT: Expected a duration of at most 24 days, got "30 days"`],
         [
           { SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: readFileSync(fixture("localhost.key"), "utf8") },
-          "SMTP_TLS_KEY: expected the path of a PEM file, not its contents"
-        ]
+          "SMTP_TLS_KEY: cannot read the file it names ("
+        ],
+        [
+          { SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: readFileSync(fixture("localhost.key")).toString("base64") },
+          "SMTP_TLS_KEY: cannot read the file it names ("
+        ],
+        [{ SMTP_AUTH_REQUIRED: "true" }, "SMTP_AUTH_REQUIRED: nobody could log in: set SMTP_AUTH_USERS"]
       ]
       const maildir = yield* tempMaildir
       for (const [env, message] of cases) {
@@ -275,6 +280,7 @@ describe("main program", () => {
         expect(stderr.trim()).toContain(`effect-smtp: ${message}`)
         expect(stderr, "no password in a message").not.toContain("pass word")
         expect(stderr, "no private key in a message").not.toContain("PRIVATE KEY")
+        expect(stderr, "no encoded key in a message").not.toContain("LS0tLS1CRUdJTi")
       }
     }))
 

@@ -294,6 +294,66 @@ describe("storage", () => {
       }
     }))
 
+  it.live("a client that leaves after its dot once shutdown has begun: shutdown still waits for its message to be stored", () =>
+    Effect.gen(function*() {
+      const root = path.join(yield* temporary, "mail")
+      const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
+      const slow = Layer.effect(
+        MessageStore,
+        Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep("800 millis"), maildir.store(delivery, body)) }))
+      )
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+          Layer.provide(slow),
+          Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", shutdownTimeout: "5 seconds" }))
+        ),
+        scope
+      )
+      const client = yield* connect(Context.get(context, SmtpServer).address.port)
+      yield* client.reply
+      yield* startMessage(client)
+      yield* client.write(Buffer.concat([message("late-leaver", 5_000), Buffer.from(".\r\n")]))
+      yield* Effect.sleep("100 millis")
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* Effect.sleep("50 millis")
+      client.socket.destroy()
+      yield* Fiber.join(closing)
+      expect(folder(root, "new")).toHaveLength(1)
+      expect(folder(root, "tmp")).toEqual([])
+    }))
+
+  it.live("a message still being stored for a client that left holds that client's connection slot until it is stored", () =>
+    Effect.gen(function*() {
+      const root = path.join(yield* temporary, "mail")
+      const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
+      const slow = Layer.effect(
+        MessageStore,
+        Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep("600 millis"), maildir.store(delivery, body)) }))
+      )
+      const context = yield* Layer.build(
+        SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
+          Layer.provide(slow),
+          Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", maxConnectionsPerClient: 1 }))
+        )
+      )
+      const server = Context.get(context, SmtpServer)
+      const first = yield* connect(server.address.port)
+      yield* first.reply
+      yield* startMessage(first)
+      yield* first.write(Buffer.concat([message("slot", 5_000), Buffer.from(".\r\n")]))
+      first.socket.destroy()
+      yield* server.connections.pipe(Effect.repeat({ until: (open) => open === 0, schedule: Schedule.spaced("20 millis") }))
+      const second = yield* connect(server.address.port)
+      expect(yield* second.reply).toMatch(/^421 4\.7\.0 /)
+      yield* Effect.sync(() => folder(root, "new")).pipe(
+        Effect.repeat({ until: (files) => files.length === 1, schedule: Schedule.spaced("50 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      const third = yield* connect(server.address.port)
+      expect(yield* third.reply).toMatch(/^220 /)
+    }))
+
   it.live("a message over the size limit only before the guard strips it is refused with 552 and not stored", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(

@@ -133,6 +133,9 @@ export const main = Effect.gen(function*() {
   const settings = yield* SmtpServerConfig.read({}, { prefix: PREFIX, defaults: serverDefaults(users.size) }).pipe(
     Effect.mapError((error) => new StartupError({ message: error.message }))
   )
+  if (settings.authRequired && users.size === 0) {
+    return yield* new StartupError({ message: `${PREFIX}_AUTH_REQUIRED: nobody could log in: set ${commandVariable("authUsers")}` })
+  }
   const receiving = SmtpApp.empty.pipe(localDomains(command.domains), deliver)
   // With users, authRequired (on by default then) refuses MAIL from sessions that have not logged in (530 5.7.0).
   const app = users.size > 0 ? receiving.pipe(staticUsers(users)) : receiving

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -98,12 +99,17 @@ const crlfToLf = () => {
 
 let counter = 0
 
-/** A Maildir unique name: time, microseconds, process id, counter, host. */
+/**
+ * A Maildir unique name: time, microseconds, process id, counter, random
+ * bytes (replicas of one container image share a process id and a host name),
+ * host. A rename into `new/` replaces a file of the same name.
+ */
 const uniqueName = (hostname: string): string => {
   const now = Date.now()
   const micros = (now % 1000) * 1000 + Number((process.hrtime.bigint() / 1000n) % 1000n)
   counter = (counter + 1) % 1_000_000
-  return `${Math.floor(now / 1000)}.M${micros}P${process.pid}Q${counter}.${hostname.replace(/[/:]/g, "_")}`
+  const random = randomBytes(6).toString("hex")
+  return `${Math.floor(now / 1000)}.M${micros}P${process.pid}Q${counter}R${random}.${hostname.replace(/[/:]/g, "_")}`
 }
 
 /** RFC 5322 date-time, as in `Sat, 21 Nov 2026 18:00:00 +0000`. */

@@ -119,7 +119,7 @@ export interface SmtpEngine {
   readonly busy: () => number
   /** Stops accepting commands: idle connections get 421 and close, busy ones after their reply. */
   readonly drain: Effect.Effect<void>
-  /** Completes once no message whose client left before its reply is still being stored. */
+  /** Completes once every connection's close has run: no message whose client left is still being stored. */
   readonly settled: Effect.Effect<void>
   /** Ends every connection: handlers still running are interrupted. */
   readonly abort: Effect.Effect<void>
@@ -199,6 +199,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   const perClient = new Map<string, number>()
   /** Deliveries of messages received whole whose client left before the reply: they finish, and shutdown waits. */
   const orphans = new Set<Fiber.Fiber<unknown, unknown>>()
+  /** Waiting for every connection's close to have run (shutdown). */
+  const whenClosed: Array<() => void> = []
   const countClient = (client: string, change: 1 | -1): void => {
     const count = (perClient.get(client) ?? 0) + change
     if (count <= 0) perClient.delete(client)
@@ -565,8 +567,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     const delivering = connection.delivering
     const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
     if (finishing !== undefined) {
+      // It keeps its client's connection slots until it is done.
+      const client = byEngineSession.get(session)?.client
       orphans.add(finishing)
-      finishing.addObserver(() => orphans.delete(finishing))
+      if (client !== undefined) countClient(client, 1)
+      finishing.addObserver(() => {
+        orphans.delete(finishing)
+        if (client !== undefined) countClient(client, -1)
+      })
     }
     const closing = Effect.gen(function*() {
       connection.snapshot = undefined
@@ -584,7 +592,10 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }).pipe(
       Effect.ensuring(Effect.suspend(() => endTransaction(connection) ?? Effect.void)),
       Effect.ensuring(Scope.close(connection.scope, Exit.void)),
-      Effect.ensuring(Effect.sync(() => open.delete(connection)))
+      Effect.ensuring(Effect.sync(() => {
+        open.delete(connection)
+        if (open.size === 0) for (const wake of whenClosed.splice(0)) wake()
+      }))
     )
     run(closing)
   }
@@ -608,7 +619,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     // Connection limits are the engine's, with enhanced codes (see EngineServer.connect).
     maxClients: Number.POSITIVE_INFINITY,
     socketTimeout: Duration.toMillis(settings.idleTimeout),
-    closeTimeout: Duration.toMillis(settings.shutdownTimeout) + 1000,
+    // smtp-server's own last resort after shutdownTimeout; Node's timers fire at once past 2^31 - 1 ms.
+    closeTimeout: Math.min(Duration.toMillis(settings.shutdownTimeout) + 1000, 2 ** 31 - 1),
     hideENHANCEDSTATUSCODES: false,
     authMethods: [...settings.authMethods],
     authOptional: !settings.authRequired,
@@ -647,7 +659,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     /** Cancels the write-stall deadline; set while replies wait for the client to read them. */
     private stalled: Alarm.Cancel | undefined = undefined
     /** The address the connection counts against in the per-client limit. */
-    private readonly client: string
+    readonly client: string
     constructor(client: string, ...[server, socket, socketOptions]: ConstructorParameters<typeof SMTPConnection>) {
       super(server, socket, socketOptions)
       this.client = client
@@ -910,16 +922,27 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   // Without a listener, an 'error' event would end the process.
   server.on("error", (error: Error) => logger.warn({}, "smtp-server: %s", error.message))
 
+  // A delivery that outlived its client is in its connection's fibers until that connection's close has run.
   const busy = () => {
-    let count = orphans.size
+    let count = 0
     for (const connection of open) if (connection.fibers.size > 0 || connection.inData) count++
     return count
   }
 
-  /** Waits for the deliveries that outlived their connections. */
-  const settled: Effect.Effect<void> = Effect.suspend(() =>
-    orphans.size === 0 ? Effect.void : Effect.andThen(Fiber.awaitAll([...orphans]), settled)
-  )
+  /**
+   * Waits until every connection's close has run, deliveries that outlived
+   * their clients included. The listener's close can report before the last
+   * socket's own close event, and so before its onClose.
+   */
+  const settled: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (open.size === 0) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    whenClosed.push(wake)
+    return Effect.sync(() => {
+      const index = whenClosed.indexOf(wake)
+      if (index >= 0) whenClosed.splice(index, 1)
+    })
+  })
 
   const drainAll = Effect.sync(() => {
     shuttingDown = true

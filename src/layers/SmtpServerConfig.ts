@@ -159,7 +159,14 @@ export interface Settings extends Omit<typeof SettingsSchema.Type, "tls"> {
 /** Decodes `input` (settings named by `name`) and makes a self-signed certificate if one is asked for. */
 const decodeSettings = (input: unknown, name: (path: ReadonlyArray<string>) => string) =>
   Effect.gen(function*() {
-    const decoded = yield* SettingsReader.decode(SettingsSchema, input, name, (message) => new SmtpConfigError({ message }))
+    const decoded = yield* SettingsReader.decode(
+      SettingsSchema,
+      input,
+      name,
+      (message) => new SmtpConfigError({ message }),
+      // A certificate's key never reaches a message.
+      (path) => path[0] === "tls"
+    )
     const tls = Option.getOrUndefined(decoded.tls)
     if (tls === undefined) return { ...decoded, tls: Option.none() } satisfies Settings
     if (tls !== "self-signed") return { ...decoded, tls: Option.some(tls) } satisfies Settings
@@ -171,7 +178,8 @@ const decodeSettings = (input: unknown, name: (path: ReadonlyArray<string>) => s
 export const make = (options: Options = {}): Effect.Effect<Settings, SmtpConfigError> =>
   decodeSettings(merge({}, {}, options).values, (path) => path.join("."))
 
-const pemFile = (name: string) =>
+/** A PEM file named by a variable; the value of a `secret` one (the key's) is never shown. */
+const pemFile = (name: string, secret: boolean) =>
   Config.String(name).pipe(
     SettingsReader.optional,
     Config.mapEffect((file) =>
@@ -179,11 +187,11 @@ const pemFile = (name: string) =>
         ? Effect.succeed(file)
         : Effect.tryPromise({
           try: () => readFile(file, "utf8"),
-          // The value may be the PEM text itself, a private key: it is named, never shown.
+          // The value may be the PEM text itself, or an encoded key: never shown for the key.
           catch: (cause) =>
             new Config.ConfigError(new ConfigProvider.SourceError({
-              message: /[\r\n]|-----BEGIN/.test(file)
-                ? `${name}: expected the path of a PEM file, not its contents`
+              message: secret || /[\r\n]|-----BEGIN/.test(file)
+                ? `${name}: cannot read the file it names (${String(errorCode(cause) ?? cause)}); it takes the path of a PEM file`
                 : `${name}: cannot read ${file} (${String(errorCode(cause) ?? cause)})`
             }))
         })
@@ -196,7 +204,7 @@ const errorCode = (cause: unknown): unknown => cause instanceof Error && "code" 
 const tlsFiles = (prefix: string): Config.Config<TlsCertificate | "self-signed" | undefined> => {
   const certName = SettingsReader.variable(prefix, ["tls", "cert"])
   const keyName = SettingsReader.variable(prefix, ["tls", "key"])
-  return Config.all([pemFile(certName), pemFile(keyName)]).pipe(
+  return Config.all([pemFile(certName, false), pemFile(keyName, true)]).pipe(
     Config.mapEffect(([cert, key]): Effect.Effect<TlsCertificate | "self-signed" | undefined, Config.ConfigError> => {
       if (cert === "self-signed" && key === undefined) return Effect.succeed(cert)
       if (cert === undefined && key === undefined) return Effect.succeed(undefined)
@@ -210,19 +218,27 @@ const tlsFiles = (prefix: string): Config.Config<TlsCertificate | "self-signed" 
   )
 }
 
-/** Every setting's reader: the variable named after it under `prefix`. */
-const fromVariables = (prefix: string) => {
+/**
+ * Every setting's reader: the variable named after it under `prefix`, except
+ * for the settings `given` names, whose variables are not read at all (a
+ * stray `SMTP_PORT` must not stop a server that takes its port elsewhere).
+ */
+const fromVariables = (prefix: string, given: Readonly<Record<string, unknown>>) => {
   const read = (path: ReadonlyArray<string>, schema: Schema.Top) => SettingsReader.field(schema, SettingsReader.variable(prefix, path))
+  const givenPhases = given["phaseTimeouts"]
   const phaseTimeouts = Config.all(Object.fromEntries(
-    Object.entries(PhaseTimeouts.fields).map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
+    Object.entries(PhaseTimeouts.fields)
+      .filter(([phase]) => !(isRecord(givenPhases) && phase in givenPhases))
+      .map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
   )).pipe(Config.map(SettingsReader.defined))
   const { authMethods: _, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
-  return Config.all({
+  const readers: Record<string, Config.Config<unknown>> = {
     ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
     authMethods: SettingsReader.list(SettingsReader.variable(prefix, ["authMethods"])),
     phaseTimeouts,
     tls: tlsFiles(prefix)
-  })
+  }
+  return Config.all(Object.fromEntries(Object.entries(readers).filter(([key]) => key === "phaseTimeouts" || !(key in given))))
 }
 
 /** How `layerConfig` reads the settings. */
@@ -235,8 +251,8 @@ export interface ConfigOptions {
 
 /**
  * The settings read with `Config`: each setting `config` gives is read as
- * given (a record of `Config`s, nested like the settings), and one that has
- * no value there, or is not given, from its variable under `prefix`; a whole
+ * given (a record of `Config`s, nested like the settings) and its variable is
+ * not read; every other one from its variable under `prefix`. A whole
  * `Config<Options>` is read as it is. `defaults` fill in what is left.
  */
 export const read = (config: Config.Wrap<Options> = {}, options: ConfigOptions = {}): Effect.Effect<Settings, SmtpConfigError> => {
@@ -244,7 +260,7 @@ export const read = (config: Config.Wrap<Options> = {}, options: ConfigOptions =
   const given: Config.Config<unknown> = Config.unwrap(config)
   const merged = Config.isConfig(config)
     ? Config.map(given, (values) => merge(options.defaults ?? {}, {}, values))
-    : Config.all([fromVariables(prefix), given]).pipe(Config.map(([read, given]) => merge(options.defaults ?? {}, read, given)))
+    : Config.all([fromVariables(prefix, config), given]).pipe(Config.map(([read, given]) => merge(options.defaults ?? {}, read, given)))
   return merged.pipe(
     Effect.mapError((error) => new SmtpConfigError({ message: SettingsReader.describeConfigError(error) })),
     Effect.flatMap(({ values, named }) =>

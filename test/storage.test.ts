@@ -6,7 +6,7 @@
  * that leaves between its final dot and the reply.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope } from "effect"
+import { Context, type Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { tmpdir } from "node:os"
@@ -100,6 +100,18 @@ const maildirOver = (root: string, files: MaildirDelivery.Files) =>
     MessageStore,
     Effect.as(MaildirDelivery.prepare(root), MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" }, files))
   )
+
+/** A Maildir store in `root` that waits `delay` before each delivery, so a client can leave before it is done. */
+const slowMaildir = (root: string, delay: Duration.Input) => {
+  const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
+  return Layer.effect(
+    MessageStore,
+    Effect.as(
+      MaildirDelivery.prepare(root),
+      MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep(delay), maildir.store(delivery, body)) })
+    )
+  )
+}
 
 /** Log lines, as "Level message", for the current test. */
 const capture = () => {
@@ -242,12 +254,7 @@ describe("storage", () => {
   it.live("a client that leaves after its final dot, before the reply: the message is stored all the same", () =>
     Effect.gen(function*() {
       const root = path.join(yield* temporary, "mail")
-      const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
-      // A store that takes its time, so the client is gone before it is done.
-      const slow = Layer.effect(
-        MessageStore,
-        Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep("300 millis"), maildir.store(delivery, body)) }))
-      )
+      const slow = slowMaildir(root, "300 millis")
       const port = yield* serveStore(slow)
       const client = yield* connect(port)
       yield* client.reply
@@ -267,11 +274,7 @@ describe("storage", () => {
     Effect.gen(function*() {
       for (const [delay, stored] of [["500 millis", 1], ["1 hour", 0]] as const) {
         const root = path.join(yield* temporary, "mail")
-        const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
-        const slow = Layer.effect(
-          MessageStore,
-          Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep(delay), maildir.store(delivery, body)) }))
-        )
+        const slow = slowMaildir(root, delay)
         const scope = yield* Scope.make()
         const context = yield* Layer.buildWithScope(
           SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
@@ -297,11 +300,7 @@ describe("storage", () => {
   it.live("a client that leaves after its dot once shutdown has begun: shutdown still waits for its message to be stored", () =>
     Effect.gen(function*() {
       const root = path.join(yield* temporary, "mail")
-      const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
-      const slow = Layer.effect(
-        MessageStore,
-        Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep("800 millis"), maildir.store(delivery, body)) }))
-      )
+      const slow = slowMaildir(root, "800 millis")
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
         SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
@@ -326,11 +325,7 @@ describe("storage", () => {
   it.live("a message still being stored for a client that left holds that client's connection slot until it is stored", () =>
     Effect.gen(function*() {
       const root = path.join(yield* temporary, "mail")
-      const maildir = MaildirDelivery.store({ root, hostname: "mx.test", lineEndings: "lf" })
-      const slow = Layer.effect(
-        MessageStore,
-        Effect.as(MaildirDelivery.prepare(root), MessageStore.of({ store: (delivery, body) => Effect.andThen(Effect.sleep("600 millis"), maildir.store(delivery, body)) }))
-      )
+      const slow = slowMaildir(root, "600 millis")
       const context = yield* Layer.build(
         SmtpServer.layer(SmtpApp.empty.pipe(deliver)).pipe(
           Layer.provide(slow),

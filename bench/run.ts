@@ -2,8 +2,9 @@
  * The effect-smtp benchmark: the Effect layer against raw smtp-server and a
  * Koa-compose-style promise middleware layer, on the same machine, in the same run.
  *
- *   node bench/run.ts            full run: 3 alternating rounds, medians
- *   node bench/run.ts --quick    smoke test: one round, small counts
+ *   node bench/run.ts              full run: 5 alternating rounds, medians
+ *   node bench/run.ts --quick      smoke test: one round, small counts
+ *   node bench/run.ts --rounds N   N rounds (with or without --quick)
  *
  * Servers (each a child process started with port 0, announcing `listening PORT`,
  * stopped with SIGTERM): bench/baseline-raw.ts, bench/baseline-compose.ts and
@@ -12,6 +13,15 @@
  * own event loop and this process stays free to sample the server's RSS.
  * Everything listens on and connects to 127.0.0.1 only, and every load run is
  * bounded in messages and in time.
+ *
+ * Every round starts a fresh process of each server, in an order rotated per
+ * round, and warms it up (the plan's `warmup` loads: every workload's shape,
+ * so that the JIT has compiled each path) before its measured workloads.
+ * For throughput the servers run with bench/probe.ts preloaded and an IPC
+ * channel: around each measured load the probe reports the server's whole-process
+ * CPU time (user + system, all threads) and the bytes allocated on its JS heap,
+ * which are divided by the messages accepted. `node bench/probe-check.ts`
+ * checks the probe against known allocations and /proc CPU times.
  *
  * The table is printed and written to bench/results-latest.md.
  */
@@ -23,10 +33,12 @@ import { createInterface } from "node:readline"
 import { setTimeout as sleep } from "node:timers/promises"
 import { parseArgs } from "node:util"
 import { SmtpClient, formatResult, type LoadOptions, type LoadResult } from "./loadgen.ts"
+import { isProbeSnapshot, type ProbeSnapshot } from "./probe.ts"
 
 const BENCH = import.meta.dirname
 const ROOT = path.dirname(BENCH)
 const LOADGEN = path.join(BENCH, "loadgen.ts")
+const PROBE_URL = new URL("./probe.ts", import.meta.url).href
 const RESULTS = path.join(BENCH, "results-latest.md")
 
 // ---------------------------------------------------------------------------
@@ -41,6 +53,8 @@ interface ServerSpec {
 interface Workload {
   readonly id: string
   readonly label: string
+  /** for the columns of the results table */
+  readonly short: string
   readonly load: Omit<LoadOptions, "port">
 }
 
@@ -65,26 +79,35 @@ const ALL_SERVERS: ReadonlyArray<ServerSpec> = [
 const workload = (
   id: string,
   label: string,
+  short: string,
   messageSize: number,
   parallel: number,
   reuse: boolean,
   messages: number,
   timeLimitSec: number
-): Workload => ({ id, label, load: { messageSize, parallel, reuse, messages, timeLimitSec } })
+): Workload => ({ id, label, short, load: { messageSize, parallel, reuse, messages, timeLimitSec } })
 
+/** The same shape as `w`, with fewer messages and its own time limit: a warm-up load. */
+const warm = (w: Workload, messages: number, timeLimitSec: number): Omit<LoadOptions, "port"> => ({
+  ...w.load,
+  messages,
+  timeLimitSec
+})
+
+const W1 = workload("w1", "1 KB, 20 sessions, reused connections", "w1 1 KB x20 reused", KiB, 20, true, 20_000, 10)
+const W2 = workload("w2", "1 KB, 200 sessions, one connection per message", "w2 1 KB x200 new conn", KiB, 200, false, 4_000, 10)
+const W3 = workload("w3", "1 MB, 4 sessions, reused connections", "w3 1 MB x4 reused", MiB, 4, true, 500, 15)
+
+// Warm-up: every workload's shape runs before the first measured load, so that
+// each code path (reused sessions, connection setup and QUIT, large DATA) has been
+// hot long enough for the JIT. The effect server's CPU per message settles after
+// about 4,000-5,000 messages of w1's shape (raw smtp-server's after about 3,000);
+// w1's shape runs twice so that the log shows whether it has settled.
 const FULL: Plan = {
   quick: false,
-  rounds: 3,
-  warmup: [
-    { messageSize: KiB, parallel: 20, reuse: true, messages: 3000, timeLimitSec: 10 },
-    { messageSize: KiB, parallel: 50, reuse: false, messages: 500, timeLimitSec: 10 },
-    { messageSize: MiB, parallel: 4, reuse: true, messages: 20, timeLimitSec: 10 }
-  ],
-  workloads: [
-    workload("w1", "1 KB, 20 sessions, reused connections", KiB, 20, true, 20_000, 10),
-    workload("w2", "1 KB, 200 sessions, one connection per message", KiB, 200, false, 4_000, 10),
-    workload("w3", "1 MB, 4 sessions, reused connections", MiB, 4, true, 500, 15)
-  ],
+  rounds: 5,
+  warmup: [warm(W1, 4000, 10), warm(W1, 4000, 10), warm(W2, 1000, 10), warm(W3, 40, 10)],
+  workloads: [W1, W2, W3],
   idleConnections: 1000,
   bigMessageSize: 100 * MiB
 }
@@ -92,11 +115,11 @@ const FULL: Plan = {
 const QUICK: Plan = {
   quick: true,
   rounds: 1,
-  warmup: [{ messageSize: KiB, parallel: 10, reuse: true, messages: 300, timeLimitSec: 5 }],
+  warmup: [warm(W1, 1000, 5), warm(W2, 300, 5), warm(W3, 10, 5)],
   workloads: [
-    workload("w1", "1 KB, 20 sessions, reused connections", KiB, 20, true, 2_000, 5),
-    workload("w2", "1 KB, 200 sessions, one connection per message", KiB, 200, false, 600, 5),
-    workload("w3", "1 MB, 4 sessions, reused connections", MiB, 4, true, 40, 5)
+    { ...W1, load: { ...W1.load, messages: 2_000, timeLimitSec: 5 } },
+    { ...W2, load: { ...W2.load, messages: 600, timeLimitSec: 5 } },
+    { ...W3, load: { ...W3.load, messages: 40, timeLimitSec: 5 } }
   ],
   idleConnections: 200,
   bigMessageSize: 100 * MiB
@@ -154,16 +177,21 @@ interface RunningServer {
   readonly child: ChildProcess
   readonly pid: number
   readonly port: number
+  /** started with bench/probe.ts and an IPC channel */
+  readonly probed: boolean
 }
 
 const STARTUP_TIMEOUT_MS = 60_000
 const SHUTDOWN_TIMEOUT_MS = 15_000
+const PROBE_TIMEOUT_MS = 10_000
 
-async function startServer(spec: ServerSpec): Promise<RunningServer> {
+/** Starts a server; with `probed`, preloads bench/probe.ts and opens an IPC channel to it. */
+async function startServer(spec: ServerSpec, probed = false): Promise<RunningServer> {
+  const script = [path.join(BENCH, spec.file), "0"]
   const child = track(
-    spawn(process.execPath, [path.join(BENCH, spec.file), "0"], {
+    spawn(process.execPath, probed ? ["--import", PROBE_URL, ...script] : script, {
       cwd: ROOT,
-      stdio: ["ignore", "pipe", "inherit"]
+      stdio: probed ? ["ignore", "pipe", "inherit", "ipc"] : ["ignore", "pipe", "inherit"]
     })
   )
   const pid = child.pid
@@ -191,8 +219,46 @@ async function startServer(spec: ServerSpec): Promise<RunningServer> {
       if (!ready) reject(new Error(`${spec.file} exited before listening (code ${code}, signal ${signal})`))
     })
   })
-  return { spec, child, pid, port }
+  return { spec, child, pid, port, probed }
 }
+
+let probeRequests = 0
+
+/** Asks the server's probe for its cumulative CPU and allocation counters. */
+const probeSnapshot = (server: RunningServer): Promise<ProbeSnapshot> =>
+  new Promise((resolve, reject) => {
+    if (!server.probed) {
+      reject(new Error(`${server.spec.file} was started without the probe`))
+      return
+    }
+    const id = ++probeRequests
+    const child = server.child
+    const done = (): void => {
+      clearTimeout(timer)
+      child.off("message", onMessage)
+      child.off("exit", onExit)
+    }
+    const fail = (err: Error): void => {
+      done()
+      reject(err)
+    }
+    const onMessage = (message: unknown): void => {
+      if (isProbeSnapshot(message) && message.id === id) {
+        done()
+        resolve(message)
+      }
+    }
+    const onExit = (): void => fail(new Error(`${server.spec.file} exited while asked for a probe snapshot`))
+    const timer = setTimeout(
+      () => fail(new Error(`${server.spec.file}: no probe snapshot within ${PROBE_TIMEOUT_MS / 1000} s`)),
+      PROBE_TIMEOUT_MS
+    )
+    child.on("message", onMessage)
+    child.once("exit", onExit)
+    child.send({ probe: "request", id }, (err) => {
+      if (err !== null) fail(err)
+    })
+  })
 
 /** SIGTERM, then wait; SIGKILL if it does not exit in time. Returns a problem description or null. */
 async function stopServer(server: RunningServer): Promise<string | null> {
@@ -332,22 +398,75 @@ async function loadgen(port: number, load: Omit<LoadOptions, "port">): Promise<L
 // ---------------------------------------------------------------------------
 // Measurements
 
+/** A load run with the server's own costs over it. */
+interface Measured {
+  readonly result: LoadResult
+  /** server CPU (user + system, all threads) over the window, µs */
+  readonly cpuMicros: number
+  /** bytes allocated on the server's JS heap over the window */
+  readonly allocatedBytes: number
+  readonly gcs: number
+  readonly markCompacts: number
+}
+
+const perMessage = (total: number, r: LoadResult): number => (r.delivered > 0 ? total / r.delivered : Number.NaN)
+const cpuPerMessage = (m: Measured): number => perMessage(m.cpuMicros, m.result)
+const kibPerMessage = (m: Measured): number => perMessage(m.allocatedBytes, m.result) / KiB
+
+/**
+ * Pause before each snapshot: the first lets the previous load's sessions finish
+ * closing on the server, the second bills the closing of this load's sessions
+ * (part of the cost of its messages) to this window.
+ */
+const SETTLE_MS = 250
+
+/** Runs one load against a probed server, with a probe snapshot on each side of it. */
+async function measuredLoad(server: RunningServer, load: Omit<LoadOptions, "port">): Promise<Measured> {
+  await sleep(SETTLE_MS)
+  const before = await probeSnapshot(server)
+  const result = await loadgen(server.port, load)
+  await sleep(SETTLE_MS)
+  const after = await probeSnapshot(server)
+  return {
+    result,
+    cpuMicros: after.cpuMicros - before.cpuMicros,
+    allocatedBytes: after.allocatedBytes - before.allocatedBytes,
+    gcs: after.gcs - before.gcs,
+    markCompacts: after.markCompacts - before.markCompacts
+  }
+}
+
+const formatCosts = (m: Measured): string =>
+  `server ${fmt(cpuPerMessage(m), 1)} µs CPU/msg, ${fmt(kibPerMessage(m), 2)} KiB allocated/msg ` +
+  `(${m.gcs} GC pauses, ${m.markCompacts} full)`
+
+const loadShape = (load: Omit<LoadOptions, "port">): string =>
+  `${load.messageSize >= MiB ? `${load.messageSize / MiB} MB` : `${load.messageSize / KiB} KB`} x${load.parallel} ` +
+  `${load.reuse ? "reused" : "new conn"}, ${load.messages} msgs`
+
+/** A fresh server: every warm-up load, then every measured workload. */
 async function throughputRound(
   spec: ServerSpec,
   plan: Plan,
   notes: Array<string>
-): Promise<Map<string, LoadResult>> {
-  const server = await startServer(spec)
-  const results = new Map<string, LoadResult>()
+): Promise<Map<string, Measured>> {
+  const server = await startServer(spec, true)
+  const results = new Map<string, Measured>()
   try {
-    for (const warm of plan.warmup) {
-      const r = await loadgen(server.port, warm)
+    for (const [i, load] of plan.warmup.entries()) {
+      const m = await measuredLoad(server, load)
+      const r = m.result
+      log(
+        `  ${spec.name.padEnd(8)} warm-up ${i + 1}/${plan.warmup.length} (${loadShape(load)}): ` +
+          `${fmt(r.msgsPerSec, 0)} msgs/s, ${fmt(cpuPerMessage(m), 1)} µs CPU/msg`
+      )
       if (r.errors > 0) notes.push(`${spec.name} warmup: ${r.errors} errors (${r.firstError ?? "?"})`)
     }
     for (const w of plan.workloads) {
-      const r = await loadgen(server.port, w.load)
-      results.set(w.id, r)
-      log(`  ${spec.name.padEnd(8)} ${w.id}: ${formatResult(r).replace("\n", "; ")}`)
+      const m = await measuredLoad(server, w.load)
+      results.set(w.id, m)
+      log(`  ${spec.name.padEnd(8)} ${w.id}: ${formatResult(m.result).replace("\n", "; ")}`)
+      log(`  ${"".padEnd(8)} ${" ".repeat(w.id.length)}  ${formatCosts(m)}`)
     }
   } finally {
     const problem = await stopServer(server)
@@ -505,14 +624,29 @@ const smtpServerVersion = (): string => {
 
 const main = async (): Promise<void> => {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
+    options: {
+      quick: { type: "boolean", default: false },
+      rounds: { type: "string" },
+      help: { type: "boolean", short: "h", default: false }
+    },
     strict: true
   })
+  const usage = "usage: node bench/run.ts [--quick] [--rounds N]"
   if (values.help) {
-    log("usage: node bench/run.ts [--quick]")
+    log(usage)
     return
   }
-  const plan = values.quick ? QUICK : FULL
+  const base = values.quick ? QUICK : FULL
+  let rounds = base.rounds
+  if (values.rounds !== undefined) {
+    rounds = Number(values.rounds)
+    if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) {
+      process.stderr.write(`--rounds must be an integer in 1..50\n${usage}\n`)
+      process.exitCode = 2
+      return
+    }
+  }
+  const plan: Plan = { ...base, rounds }
   const notes: Array<string> = []
   const started = Date.now()
 
@@ -543,8 +677,13 @@ const main = async (): Promise<void> => {
   )
 
   // throughput: alternate the servers within every round, rotating the order each round
-  const throughput = new Map<string, Map<string, Array<LoadResult>>>()
+  const throughput = new Map<string, Map<string, Array<Measured>>>()
   for (const s of servers) throughput.set(s.name, new Map(plan.workloads.map((w) => [w.id, []])))
+  const failedRun = (what: string, err: unknown): void => {
+    const msg = `${what} failed: ${err instanceof Error ? err.message : String(err)}`
+    log(`  ${msg}`)
+    notes.push(msg)
+  }
   const idle = new Map<string, Array<IdleResult>>(servers.map((s) => [s.name, []]))
   const big = new Map<string, Array<BigResult>>(servers.map((s) => [s.name, []]))
   const rotate = <T>(xs: ReadonlyArray<T>, by: number): Array<T> => xs.map((_, i) => xs[(i + by) % xs.length]).filter((x) => x !== undefined)
@@ -553,12 +692,22 @@ const main = async (): Promise<void> => {
     const order = rotate(servers, round)
     log(`\nround ${round + 1}/${plan.rounds}: throughput (${order.map((s) => s.name).join(", ")})`)
     for (const s of order) {
-      const results = await throughputRound(s, plan, notes)
-      for (const [id, r] of results) throughput.get(s.name)?.get(id)?.push(r)
+      try {
+        const results = await throughputRound(s, plan, notes)
+        for (const [id, r] of results) throughput.get(s.name)?.get(id)?.push(r)
+      } catch (err) {
+        failedRun(`${s.name} throughput, round ${round + 1}`, err)
+      }
     }
     log(`round ${round + 1}/${plan.rounds}: memory, ${idleCount} idle connections`)
     for (const s of order) {
-      const r = await idleRound(s, idleCount, notes)
+      let r: IdleResult
+      try {
+        r = await idleRound(s, idleCount, notes)
+      } catch (err) {
+        failedRun(`${s.name} idle connections, round ${round + 1}`, err)
+        continue
+      }
       idle.get(s.name)?.push(r)
       log(
         `  ${s.name.padEnd(8)} ${r.opened} idle sessions: RSS ${fmt(r.rssBefore / MiB, 1)} -> ${fmt(r.rssAfter / MiB, 1)} MiB, ` +
@@ -567,7 +716,13 @@ const main = async (): Promise<void> => {
     }
     log(`round ${round + 1}/${plan.rounds}: memory, one ${plan.bigMessageSize / MiB} MB message`)
     for (const s of order) {
-      const r = await bigMessageRound(s, plan.bigMessageSize, notes)
+      let r: BigResult
+      try {
+        r = await bigMessageRound(s, plan.bigMessageSize, notes)
+      } catch (err) {
+        failedRun(`${s.name} ${plan.bigMessageSize / MiB} MB message, round ${round + 1}`, err)
+        continue
+      }
       big.get(s.name)?.push(r)
       log(
         `  ${s.name.padEnd(8)} RSS ${fmt(r.rssBefore / MiB, 1)} MiB before, peak ${fmt(r.rssPeak / MiB, 1)} MiB, ` +
@@ -595,16 +750,43 @@ const main = async (): Promise<void> => {
     return (errs > 0 ? " E" : "") + (timed ? " T" : "")
   }
 
+  const runsOf = (n: string, w: Workload): ReadonlyArray<Measured> => throughput.get(n)?.get(w.id) ?? []
+  const medianBy = (w: Workload, f: (m: Measured) => number): Map<string, number> =>
+    new Map(names.map((n) => [n, medianOf(runsOf(n, w).map(f))]))
+
+  const throughputHeader = [
+    "workload (medians)",
+    ...names.map((n) => `${n} msg/s`),
+    ...ratioHeaders.map((h) => `${h} msg/s`),
+    ...names.map((n) => `${n} CPU µs/msg`),
+    ...names.map((n) => `${n} KiB/msg`)
+  ]
+  const cpuMedians = new Map(plan.workloads.map((w) => [w.id, medianBy(w, cpuPerMessage)]))
   const throughputRows = plan.workloads.map((w) => {
-    const medians = new Map<string, number>()
-    const cells = names.map((n) => {
-      const results = throughput.get(n)?.get(w.id) ?? []
-      const m = medianOf(results.map((r) => r.msgsPerSec))
-      medians.set(n, m)
-      return fmt(m, 0) + flagged(results)
-    })
-    return [w.label, ...cells, ...ratios(medians)]
+    const rate = medianBy(w, (m) => m.result.msgsPerSec)
+    const cpu = cpuMedians.get(w.id) ?? new Map<string, number>()
+    const kib = medianBy(w, kibPerMessage)
+    return [
+      w.short,
+      ...names.map((n) => fmt(rate.get(n) ?? Number.NaN, 0) + flagged(runsOf(n, w).map((m) => m.result))),
+      ...ratios(rate),
+      ...names.map((n) => fmt(cpu.get(n) ?? Number.NaN, 1)),
+      ...names.map((n) => fmt(kib.get(n) ?? Number.NaN, 2))
+    ]
   })
+  // the server's own cost per message over raw smtp-server's, from the medians above
+  const cpuOverRaw = names.includes("raw")
+    ? others.map(
+        (n) =>
+          `${n} CPU − raw CPU, µs/msg: ` +
+          plan.workloads
+            .map((w) => {
+              const cpu = cpuMedians.get(w.id)
+              return `${w.id} ${fmt((cpu?.get(n) ?? Number.NaN) - (cpu?.get("raw") ?? Number.NaN), 1)}`
+            })
+            .join(", ")
+      )
+    : []
 
   const idleMedians = new Map(names.map((n) => [n, medianOf((idle.get(n) ?? []).map((r) => r.perConnection / KiB))]))
   const bigMedians = new Map(names.map((n) => [n, medianOf((big.get(n) ?? []).map((r) => r.growth / MiB))]))
@@ -618,27 +800,31 @@ const main = async (): Promise<void> => {
   const detailRows: Array<Array<string>> = []
   for (const w of plan.workloads) {
     for (const n of names) {
-      const results = throughput.get(n)?.get(w.id) ?? []
+      const runs = runsOf(n, w)
       detailRows.push([
         `${w.id} ${n}`,
-        results.map((r) => fmt(r.msgsPerSec, 0)).join(", "),
-        String(results.reduce((s, r) => s + r.delivered, 0)),
-        String(results.reduce((s, r) => s + r.errors, 0)),
-        results.map((r) => fmt(r.elapsedSec, 2)).join(", ")
+        runs.map((m) => fmt(m.result.msgsPerSec, 0)).join(", "),
+        runs.map((m) => fmt(cpuPerMessage(m), 1)).join(", "),
+        runs.map((m) => fmt(kibPerMessage(m), 2)).join(", "),
+        String(runs.reduce((s, m) => s + m.result.delivered, 0)),
+        String(runs.reduce((s, m) => s + m.result.errors, 0)),
+        runs.map((m) => fmt(m.result.elapsedSec, 2)).join(", ")
       ])
     }
   }
   for (const n of names) {
-    detailRows.push([`idle ${n} (KiB/conn)`, (idle.get(n) ?? []).map((r) => fmt(r.perConnection / KiB, 1)).join(", "), "", "", ""])
+    detailRows.push([`idle ${n} (KiB/conn)`, (idle.get(n) ?? []).map((r) => fmt(r.perConnection / KiB, 1)).join(", "), "", "", "", "", ""])
   }
   for (const n of names) {
-    detailRows.push([`100 MB ${n} (MiB growth)`, (big.get(n) ?? []).map((r) => fmt(r.growth / MiB, 1)).join(", "), "", "", (big.get(n) ?? []).map((r) => fmt(r.result.elapsedSec, 2)).join(", ")])
+    detailRows.push([`100 MB ${n} (MiB growth)`, (big.get(n) ?? []).map((r) => fmt(r.growth / MiB, 1)).join(", "), "", "", "", "", (big.get(n) ?? []).map((r) => fmt(r.result.elapsedSec, 2)).join(", ")])
   }
 
   const cpus = os.cpus()
   const env = [
     `- date: ${new Date().toISOString()}`,
-    `- mode: ${plan.quick ? "--quick (one round, small counts: a smoke test, not a measurement)" : `full, ${plan.rounds} rounds, medians; servers alternate within each round, order rotated per round`}`,
+    `- mode: ${plan.quick ? `--quick (${plan.rounds} round(s), small counts: a smoke test, not a measurement)` : `full, ${plan.rounds} rounds, medians`}; ` +
+      "servers alternate within each round, order rotated per round; each round starts every server afresh and warms it up " +
+      `(${plan.warmup.map(loadShape).join("; ")}) before its measured workloads`,
     `- node ${process.version}, smtp-server ${smtpServerVersion()}, ${os.type()} ${os.release()}`,
     `- CPU: ${cpus.length} x ${cpus[0]?.model ?? "?"}; memory ${fmt(os.totalmem() / 1024 ** 3, 1)} GiB`,
     `- load generator: bench/loadgen.ts in its own process on the same machine (127.0.0.1), no PIPELINING, every reply checked`,
@@ -650,9 +836,12 @@ const main = async (): Promise<void> => {
       `- ${w.id}: ${w.label}: at most ${w.load.messages} messages or ${w.load.timeLimitSec} s, ${w.load.messageSize} bytes each`
   )
 
-  const throughputTable = table(["msgs/s (median)", ...header.slice(1)], throughputRows)
+  const throughputTable = table(throughputHeader, throughputRows)
   const memoryTable = table(["memory (median)", ...header.slice(1)], memoryRows)
-  const detailTable = table(["run", "msgs/s or figure per round", "delivered", "errors", "elapsed s per round"], detailRows)
+  const detailTable = table(
+    ["run", "msgs/s or figure per round", "CPU µs/msg", "KiB/msg", "delivered", "errors", "elapsed s per round"],
+    detailRows
+  )
 
   const counted = new Map<string, number>()
   for (const n of notes) counted.set(n, (counted.get(n) ?? 0) + 1)
@@ -662,7 +851,7 @@ const main = async (): Promise<void> => {
     "E = a run had errors, T = a run hit its time limit (msgs/s is then over the time limit)"
   ]
 
-  log("\n" + throughputTable + "\n\n" + memoryTable + "\n")
+  log("\n" + throughputTable + "\n" + cpuOverRaw.join("\n") + "\n\n" + memoryTable + "\n")
   if (uniqueNotes.length > 0) log("notes:\n" + uniqueNotes.map((n) => `- ${n}`).join("\n"))
 
   const markdown = [
@@ -676,9 +865,19 @@ const main = async (): Promise<void> => {
     "",
     ...workloadsText,
     "",
-    "## Throughput",
+    "## Throughput and server cost per message",
     "",
     throughputTable,
+    "",
+    ...cpuOverRaw.map((line) => `${line}  `),
+    "",
+    "msg/s: messages accepted per second as the load generator saw them (it shares the machine's CPUs with the server). " +
+      "CPU µs/msg: the server process's user + system CPU time, all threads (GC and JIT threads included: process.cpuUsage() " +
+      "in the server, i.e. getrusage, which bench/probe-check.ts checks against /proc/<pid>/stat), over the measured window " +
+      `(from ${SETTLE_MS} ms before the load to ${SETTLE_MS} ms after it, so closing the sessions is included), divided by the messages accepted. ` +
+      "KiB/msg: bytes allocated on the server's JS heap over the same window (bench/probe.ts: change of the used heap plus " +
+      "what every GC freed, from v8.GCProfiler) per message accepted; Buffer contents live outside the JS heap and are not " +
+      "counted, and a window is good to about ±1 MiB.",
     "",
     "## Memory",
     "",

@@ -8,19 +8,14 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type { SMTPServerAddress } from "smtp-server"
 import * as Reject from "../phases/Reject.ts"
-import { badParameter } from "./CommandRules.ts"
 import { type MailFromAddress, MailParams, Mailbox, RcptParams, type RcptToAddress } from "../services/SmtpAddress.ts"
-
-
-const nonAsciiWithoutSmtpUtf8 = Reject.permanent(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
-const invalidUtf8 = Reject.permanent(501, "5.5.2", "Address is not valid UTF-8")
 
 /** RFC 3463 tells a bad sender (X.1.7, X.1.8) from a bad recipient (X.1.3, X.1.2). */
 const addressErrors = (mailbox: "5.1.7" | "5.1.3", system: "5.1.8" | "5.1.2") => ({
-  syntax: Reject.permanent(553, mailbox, "Mailbox name syntax is invalid"),
-  localPartTooLong: Reject.permanent(501, mailbox, "Local part longer than 64 octets"),
-  domainTooLong: Reject.permanent(501, system, "Domain longer than 255 octets"),
-  pathTooLong: Reject.permanent(501, mailbox, "Path longer than 256 octets")
+  syntax: Reject.badAddressSyntax(mailbox),
+  localPartTooLong: Reject.addressTooLong(mailbox, "Local part", 64),
+  domainTooLong: Reject.addressTooLong(system, "Domain", 255),
+  pathTooLong: Reject.addressTooLong(mailbox, "Path", 256)
 })
 const senderErrors = addressErrors("5.1.7", "5.1.8")
 const recipientErrors = addressErrors("5.1.3", "5.1.2")
@@ -36,8 +31,8 @@ const decodeMailbox = (
   const at = raw.lastIndexOf("@")
   if (at <= 0 || at === raw.length - 1) return Result.fail(errors.syntax)
   // smtp-server decodes the command line as UTF-8: invalid bytes became U+FFFD.
-  if (raw.includes("\uFFFD")) return Result.fail(invalidUtf8)
-  if (!smtpUtf8 && /[^\x00-\x7F]/.test(raw)) return Result.fail(nonAsciiWithoutSmtpUtf8)
+  if (raw.includes("\uFFFD")) return Result.fail(Reject.invalidUtf8)
+  if (!smtpUtf8 && /[^\x00-\x7F]/.test(raw)) return Result.fail(Reject.nonAsciiWithoutSmtpUtf8)
   const localPart = raw.slice(0, at)
   const domain = raw.slice(at + 1)
   if (octets(raw) + 2 > 256) return Result.fail(errors.pathTooLong)
@@ -60,7 +55,7 @@ const text = (value: string | true | undefined): string | undefined => typeof va
 
 const mailParams = (args: SMTPServerAddress["args"]): Result.Result<MailParams, Reject.SmtpRejection> => {
   if (args === false) return Result.succeed(noMailParams)
-  if (Object.keys(args).some((key) => !KNOWN_MAIL.has(key))) return Result.fail(badParameter)
+  if (Object.keys(args).some((key) => !KNOWN_MAIL.has(key))) return Result.fail(Reject.badParameter)
   const size = text(args["SIZE"])
   const body = text(args["BODY"])
   return Result.mapError(
@@ -72,20 +67,20 @@ const mailParams = (args: SMTPServerAddress["args"]): Result.Result<MailParams, 
       ...(args["RET"] !== undefined ? { ret: String(args["RET"]).toUpperCase() } : {}),
       ...(args["ENVID"] !== undefined ? { envid: args["ENVID"] } : {})
     }),
-    () => badParameter
+    () => Reject.badParameter
   )
 }
 
 const rcptParams = (args: SMTPServerAddress["args"]): Result.Result<RcptParams, Reject.SmtpRejection> => {
   if (args === false) return Result.succeed(noRcptParams)
-  if (Object.keys(args).some((key) => !KNOWN_RCPT.has(key))) return Result.fail(badParameter)
+  if (Object.keys(args).some((key) => !KNOWN_RCPT.has(key))) return Result.fail(Reject.badParameter)
   const notify = text(args["NOTIFY"])
   return Result.mapError(
     decodeRcptParams({
       ...(notify !== undefined ? { notify: notify.toUpperCase().split(",") } : {}),
       ...(args["ORCPT"] !== undefined ? { orcpt: args["ORCPT"] } : {})
     }),
-    () => badParameter
+    () => Reject.badParameter
   )
 }
 

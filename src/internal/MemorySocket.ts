@@ -14,27 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { Duplex } from "node:stream"
-import type * as tls from "node:tls"
-import type { SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js"
-
-/** What smtp-server's connection uses of its socket: a stream with an idle timer and a ready state. */
-export interface StreamSocket extends Duplex {
-  setTimeout(timeout: number, callback?: () => void): this
-  readonly readyState: string
-}
-
-// smtp-server's types ask for a `net.Socket`, but its connection reads and
-// writes the socket as a stream and uses nothing else of it but `setTimeout`
-// and `readyState` (a `tls.TLSSocket` wraps any stream the same way): these
-// overloads say so, for the in-memory socket, without a cast.
-declare module "smtp-server" {
-  interface SMTPServer {
-    /** Serves a connection on a stream socket. */
-    connect(socket: StreamSocket, socketOptions?: SMTPConnectionOptions | null): void
-    /** The implicit TLS handshake, on a stream socket. */
-    _upgrade(socket: StreamSocket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void
-  }
-}
+import type { StreamSocket } from "./engine/SmtpServerHooks.ts"
 
 /** One end of an in-memory connection. */
 export class MemorySocket extends Duplex implements StreamSocket {

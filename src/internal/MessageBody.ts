@@ -15,12 +15,6 @@ import type { Readable } from "node:stream"
 import * as Reject from "../phases/Reject.ts"
 import type { MessageGuard } from "./MessageGuard.ts"
 
-/** The reply for a message over the size limit. */
-const tooBig: Reject.SmtpRejection = Reject.permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
-
-/** The reply when the client goes away in the middle of the message. */
-const readFailed: Reject.SmtpRejection = Reject.temporary(451, "4.3.0", "Error reading the message")
-
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 
 /**
@@ -37,7 +31,7 @@ export const fromReadable = (
     let finished = false
     // Takes what is buffered: a batch, the end, an error, or nothing yet.
     const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
-      if (readable.errored !== null) return Effect.fail(readFailed)
+      if (readable.errored !== null) return Effect.fail(Reject.readFailed)
       const batch: Array<Uint8Array> = []
       for (let next: Buffer | null = readable.read(); next !== null; next = readable.read()) {
         // The limit counts the bytes as received, as smtp-server's own 552 does, not what the guard passes on.
@@ -51,10 +45,10 @@ export const fromReadable = (
         if (tail.length > 0) batch.push(tail)
       }
       if (guard.verdict !== undefined) return Effect.fail(guard.verdict)
-      if (seen > maxBytes) return Effect.fail(tooBig)
+      if (seen > maxBytes) return Effect.fail(Reject.tooBig)
       if (Arr.isReadonlyArrayNonEmpty(batch)) return Effect.succeed(batch)
       if (finished) return Cause.done()
-      if (readable.destroyed) return Effect.fail(readFailed)
+      if (readable.destroyed) return Effect.fail(Reject.readFailed)
       return undefined
     }
     return Effect.callback<Chunks, Reject.SmtpRejection | Cause.Done>((resume) => {

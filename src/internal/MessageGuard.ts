@@ -27,14 +27,6 @@ const EMPTY = Buffer.alloc(0)
 /** A CR not followed by LF, or an LF not preceded by CR. */
 const BARE_LINE_ENDING = /\r(?!\n)|(?<!\r)\n/
 
-const bareLineEnding: Reject.SmtpRejection = Reject.permanent(
-  550,
-  "5.5.2",
-  "Message contains a bare CR or LF: lines must end with CRLF"
-)
-const nulByte: Reject.SmtpRejection = Reject.permanent(550, "5.6.0", "Message contains NUL bytes")
-const lineTooLong = (limit: number): Reject.SmtpRejection =>
-  Reject.permanent(550, "5.6.0", `Message has a line longer than ${limit} bytes`)
 
 /**
  * Checks a body chunk by chunk, in order: `pass` returns the bytes to hand on
@@ -64,14 +56,14 @@ export class MessageGuard {
   finish(): Buffer {
     if (!this.pendingCR || this.verdict !== undefined) return EMPTY
     this.pendingCR = false
-    if (this.violation(bareLineEnding)) return EMPTY
+    if (this.violation(Reject.bareLineEnding)) return EMPTY
     return Buffer.from(this.crWithheld ? [CR, LF] : [LF])
   }
 
   /** Records a violation; false when the policy rewrites it instead. */
   private violation(rejection: Reject.SmtpRejection): boolean {
-    if (this.policy.bareLineEndings === "normalize" && rejection === bareLineEnding) return false
-    if (this.policy.nulBytes === "strip" && rejection === nulByte) return false
+    if (this.policy.bareLineEndings === "normalize" && rejection === Reject.bareLineEnding) return false
+    if (this.policy.nulBytes === "strip" && rejection === Reject.nulByte) return false
     this.verdict ??= rejection
     return true
   }
@@ -123,7 +115,7 @@ export class MessageGuard {
       const byte = chunk[i]!
       if (byte === NUL) {
         // Stripped NULs are transparent: CR NUL LF is a line break.
-        if (this.violation(nulByte)) return chunk
+        if (this.violation(Reject.nulByte)) return chunk
         copyUpTo(i)
         continue
       }
@@ -135,7 +127,7 @@ export class MessageGuard {
           else rewritten?.push(LF)
           continue
         }
-        if (this.violation(bareLineEnding)) return chunk
+        if (this.violation(Reject.bareLineEnding)) return chunk
         if (this.crWithheld) copyUpTo(i).push(CR, LF)
         else copyUpTo(i).push(LF)
       }
@@ -145,13 +137,13 @@ export class MessageGuard {
         continue
       }
       if (byte === LF) {
-        if (this.violation(bareLineEnding)) return chunk
+        if (this.violation(Reject.bareLineEnding)) return chunk
         copyUpTo(i).push(CR, LF)
         this.lineLength = 0
         continue
       }
       if (++this.lineLength > this.policy.maxLineLength) {
-        this.verdict ??= lineTooLong(this.policy.maxLineLength)
+        this.verdict ??= Reject.messageLineTooLong(this.policy.maxLineLength)
         return chunk
       }
       rewritten?.push(byte)

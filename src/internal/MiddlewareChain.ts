@@ -1,93 +1,74 @@
 /**
- * How an app stores and runs its middleware: each middleware bound to its
- * phase's services (`link`), and the chain of a phase run in registration
- * order around the end of the chain (`compose`), in the manner of koa-compose.
+ * A phase's middleware composed into one Effect, in the manner of
+ * koa-compose and of Effect's `HttpMiddleware`: each middleware function runs
+ * once, when the app is served, and the Effect it returns runs for every
+ * command. What belongs to one run (how far `next` has got, the phase's
+ * services) travels in the fiber's context, under a mark the engine adds.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type { Middleware } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
-import type { Phase } from "../phases/SmtpApp.ts"
 
-/** A middleware bound to the services of its phase, as an app stores it. */
-export interface Link<A, Inputs, R> {
-  (inputs: Context.Context<Inputs>, next: Effect.Effect<A, Reject.SmtpRejection>): Effect.Effect<A, Reject.SmtpRejection, R>
+/** One run of a phase: the engine makes one per command, composition reads it. */
+export interface Run {
+  /** The index of the last `next` run: a second run of one is a bug. */
+  reached: number
+  /** The phase's context as the run began, this mark included. */
+  context: Context.Context<never>
+  /** The services the phase adds to the app's: each `next` makes sure they are still there. */
+  readonly keys: ReadonlyArray<Context.Key<unknown, unknown>>
 }
 
-/** Marks the context one run of a phase starts in; the mark is a fresh object per run. */
-class PhaseRun extends Context.Service<PhaseRun, object>()("effect-smtp/PhaseRun") {}
-
-/**
- * `context`, marked as the context of one run of a phase. Providing it costs
- * nothing where it is in effect already: in the phase's own fiber, and
- * wherever a middleware ran `next` with services added on top of it.
- */
-export const phaseContext = <S>(context: Context.Context<S>): Context.Context<S> => Context.add(context, PhaseRun, {})
-
-/**
- * True when the fiber's `context` was made from the marked `phase` by adding
- * services (the mark is a fresh object per run, found nowhere else): `self`
- * then finds every service of `phase` there, or the value a middleware
- * provided in its place to `next`, and needs no more than the rest from outside.
- */
-const runsWithin = <A, E, R, P>(
-  self: Effect.Effect<A, E, R>,
-  context: Context.Context<never>,
-  phase: Context.Context<P>
-): self is Effect.Effect<A, E, Exclude<R, P>> => {
-  const mark = Context.getOrUndefined(phase, PhaseRun)
-  if (mark === undefined || Context.getOrUndefined(context, PhaseRun) !== mark) return false
-  // A middleware may also have taken services away around `next` (Effect.updateContext): all must still be there.
-  for (const key of phase.mapUnsafe.keys()) if (!context.mapUnsafe.has(key)) return false
-  return true
-}
-
-/** `self` with `services` provided, without a context copy when the fiber has them already. */
-const provideWithin = <A, E, R, P>(self: Effect.Effect<A, E, R>, services: Context.Context<P>): Effect.Effect<A, E, Exclude<R, P>> =>
-  Effect.withFiber((fiber) => runsWithin(self, fiber.context, services) ? self : Effect.provideContext(self, services))
-
-/**
- * Binds a middleware to its phase: the phase's services are provided to it,
- * at no cost where they are in effect already (see `phaseContext`).
- */
-export const link = <A, E extends Reject.SmtpRejection, R, Inputs>(
-  middleware: Middleware<A, E, R>
-): Link<A, Inputs, Exclude<R, Inputs>> =>
-(inputs, next) => provideWithin(middleware(next), inputs)
+/** Where a run is found in the fiber's context. */
+export class PhaseRun extends Context.Service<PhaseRun, Run>()("effect-smtp/PhaseRun") {}
 
 class NextCalledTwice extends Error {
   override readonly name = "NextCalledTwice"
 }
 
-/**
- * Runs `links` in order around `last`, with the services of `phase` (a
- * context made by `phaseContext`, holding the phase's inputs and the app's
- * services). `next` carries the context of the caller (log annotations, spans,
- * services a middleware provided) down the chain; run outside it, it gets the
- * phase's services back.
- */
-export const compose = <A, Inputs, R>(
-  links: ReadonlyArray<Link<A, Inputs, R>>,
-  phase: Context.Context<Inputs | R>,
-  last: Effect.Effect<A, Reject.SmtpRejection>
-): Effect.Effect<A, Reject.SmtpRejection> => {
-  if (links.length === 0) return last
-  let reached = -1
-  const dispatch = (i: number): Effect.Effect<A, Reject.SmtpRejection> =>
-    Effect.withFiber((fiber) => {
-      if (i <= reached) return Effect.die(new NextCalledTwice(`middleware ${i - 1} ran next twice`))
-      reached = i
-      const current = links[i]
-      if (current === undefined) return last
-      const step = current(phase, dispatch(i + 1))
-      return runsWithin(step, fiber.context, phase) ? step : Effect.provideContext(step, phase)
-    })
-  return dispatch(0)
+class NextOutsideItsPhase extends Error {
+  override readonly name = "NextOutsideItsPhase"
 }
 
-/** What an auth chain that nobody accepted answers. */
-const authRejected: Reject.SmtpRejection = Reject.permanent(535, "5.7.8", "Authentication credentials invalid")
+/** True when `context` holds every service the run's phase provides: what `R`, the phase's requirements, are. */
+const servesPhase = <R>(context: Context.Context<never>, run: Run): context is Context.Context<R> => {
+  if (context === run.context) return true
+  for (const key of run.keys) if (Context.getOrUndefined(context, key) === undefined) return false
+  return true
+}
 
-/** The end of a chain: auth rejects, every other phase accepts. */
-export const endOfChain = (phase: Phase): Effect.Effect<void, Reject.SmtpRejection> =>
-  phase === "auth" ? Effect.fail(authRejected) : Effect.void
+/** True when `self`, which needs the phase's services, can run in `context` as it is. */
+const runsIn = <A, E, R>(self: Effect.Effect<A, E, R>, context: Context.Context<never>, run: Run): self is Effect.Effect<A, E, never> =>
+  servesPhase<R>(context, run)
+
+/**
+ * `rest`, run as the `next` of middleware `index - 1`: once per run, and with
+ * the phase's services even where that middleware took some away around it.
+ */
+const guarded = <R>(index: number, rest: Effect.Effect<void, Reject.SmtpRejection, R>): Effect.Effect<void, Reject.SmtpRejection> =>
+  Effect.withFiber((fiber) => {
+    const run = Context.getOrUndefined(fiber.context, PhaseRun)
+    if (run === undefined) return Effect.die(new NextOutsideItsPhase("next ran outside the context of its phase"))
+    if (run.reached >= index) return Effect.die(new NextCalledTwice(`middleware ${index - 1} ran next twice`))
+    run.reached = index
+    if (runsIn(rest, fiber.context, run)) return rest
+    return servesPhase<R>(run.context, run) ? Effect.provideContext(rest, run.context) : Effect.die(new NextOutsideItsPhase("the phase lost its services"))
+  })
+
+/**
+ * The middleware of a phase, in registration order, around `last`: one
+ * Effect that needs the phase's services and a `PhaseRun` mark.
+ */
+export const compose = <R>(
+  middleware: ReadonlyArray<Middleware<void, Reject.SmtpRejection, R>>,
+  last: Effect.Effect<void, Reject.SmtpRejection>
+): Effect.Effect<void, Reject.SmtpRejection, R> => {
+  let chain: Effect.Effect<void, Reject.SmtpRejection, R> = last
+  for (let index = middleware.length - 1; index >= 0; index--) chain = middleware[index]!(guarded(index + 1, chain))
+  return chain
+}
+
+/** The end of a chain: auth rejects (some middleware must accept), every other phase accepts. */
+export const endOfChain = (phase: "auth" | "other"): Effect.Effect<void, Reject.SmtpRejection> =>
+  phase === "auth" ? Effect.fail(Reject.authenticationFailed) : Effect.void

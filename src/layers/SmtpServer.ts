@@ -16,11 +16,11 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type { AddressInfo } from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
-import * as SmtpEngine from "../internal/SmtpEngine.ts"
-import type { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
+import * as SmtpEngine from "../internal/engine/Engine.ts"
+import type { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
 import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
 
-export { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
+export { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
 
 /** The server could not listen: `reason` says why, `message` says it in words. */
 export class SmtpListenError extends Schema.TaggedError<SmtpListenError>()("SmtpListenError", {
@@ -60,10 +60,10 @@ const serve = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>) {
     Effect.callback<AddressInfo, SmtpListenError>((resume) => {
       const onError = (error: NodeJS.ErrnoException) =>
         resume(Effect.fail(listenError(settings.host, settings.port, error, error.message)))
-      engine.server.server.once("error", onError)
+      engine.server.listener.once("error", onError)
       engine.server.listen(settings.port, settings.host, () => {
-        engine.server.server.off("error", onError)
-        const bound = engine.server.server.address()
+        engine.server.listener.off("error", onError)
+        const bound = engine.server.listener.address()
         if (bound === null || typeof bound === "string") {
           return resume(Effect.fail(listenError(settings.host, settings.port, undefined, `not a TCP address: ${String(bound)}`)))
         }

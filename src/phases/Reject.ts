@@ -62,3 +62,65 @@ export const shuttingDown: SmtpRejection = closing("4.3.2", "Service shutting do
 
 /** `451 4.4.1`: a handler did not finish within its phase timeout. */
 export const timedOut: SmtpRejection = temporary(451, "4.4.1", "Timed out while processing the command, try again later")
+
+// The replies effect-smtp sends itself, in one place: the engine's protocol rules, the message checks, the
+// address decoding, storage and the bundled plugins. Tests and apps can compare a reply against these.
+
+/** `554 5.5.0`: a command a client had to wait before sending more after (RFC 2920, RFC 3207); the connection closes. */
+export const outOfSync: SmtpRejection = permanent(554, "5.5.0", "Error: SMTP protocol synchronization, closing the connection")
+/** `500 5.5.2`: a command line longer than RFC 5321 allows. */
+export const lineTooLong: SmtpRejection = permanent(500, "5.5.2", "Line too long")
+/** `500 5.5.2`: input far longer than any command line; the connection closes. */
+export const overlongInput: SmtpRejection = permanent(500, "5.5.2", "Line too long, closing the connection")
+/** `500 5.5.2`: an unknown verb. */
+export const unrecognized: SmtpRejection = permanent(500, "5.5.2", "Error: command not recognized")
+/** `555 5.5.4`: a MAIL or RCPT parameter that is malformed or not offered. */
+export const badParameter: SmtpRejection = permanent(555, "5.5.4", "Unsupported or malformed parameter")
+/** `501 5.5.2`: a SASL response that is not base64. */
+export const badBase64: SmtpRejection = permanent(501, "5.5.2", "Cannot decode the response: not base64")
+/** `504 5.5.4`: an AUTH mechanism that is not offered. */
+export const unknownAuthMechanism: SmtpRejection = permanent(504, "5.5.4", "Unrecognized authentication type")
+/** `502 5.5.1`: BDAT (CHUNKING is not offered); the connection closes. */
+export const bdatRefused: SmtpRejection = permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
+/** `530 5.7.0`: a transaction command before AUTH where authentication is required. */
+export const authenticationRequired: SmtpRejection = permanent(530, "5.7.0", "Authentication required")
+/** `535 5.7.8`: credentials no auth middleware accepted. */
+export const authenticationFailed: SmtpRejection = permanent(535, "5.7.8", "Authentication credentials invalid")
+/** `421 4.7.0`: too many failed AUTH attempts on one connection. */
+export const tooManyAuthFailures: SmtpRejection = closing("4.7.0", "Too many failed authentication attempts")
+/** `421 4.7.0`: too many commands that do not send mail. */
+export const tooMuchJunk: SmtpRejection = closing("4.7.0", "Too many commands that do not send mail")
+/** `421 4.7.0`: the server's connection limit. */
+export const tooManyClients: SmtpRejection = closing("4.7.0", "Too many connections, try again later")
+/** `421 4.7.0`: the per-client connection limit. */
+export const tooManyFromYou: SmtpRejection = closing("4.7.0", "Too many connections from your address, try again later")
+/** `421 4.4.2`: a command line not completed within commandTimeout. */
+export const commandTimedOut: SmtpRejection = closing("4.4.2", "Timeout receiving the command line, closing the connection")
+/** `421 4.4.2`: a message not received within dataTimeout or at minDataRate. */
+export const dataTimedOut: SmtpRejection = closing("4.4.2", "Timeout receiving the message, closing the connection")
+/** `552 5.3.4`: a message over maxMessageSize. */
+export const tooBig: SmtpRejection = permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
+/** `451 4.3.0`: the client left or the connection failed in the middle of the message. */
+export const readFailed: SmtpRejection = temporary(451, "4.3.0", "Error reading the message")
+/** `550 5.5.2`: a bare CR or LF in a message (SMTP smuggling). */
+export const bareLineEnding: SmtpRejection = permanent(550, "5.5.2", "Message contains a bare CR or LF: lines must end with CRLF")
+/** `550 5.6.0`: a NUL byte in a message. */
+export const nulByte: SmtpRejection = permanent(550, "5.6.0", "Message contains NUL bytes")
+/** `550 5.6.0`: a message line longer than `limit` bytes. */
+export const messageLineTooLong = (limit: number): SmtpRejection =>
+  permanent(550, "5.6.0", `Message has a line longer than ${limit} bytes`)
+/** `553 5.6.7`: a non-ASCII address without SMTPUTF8. */
+export const nonAsciiWithoutSmtpUtf8: SmtpRejection = permanent(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+/** `501 5.5.2`: an address that is not valid UTF-8. */
+export const invalidUtf8: SmtpRejection = permanent(501, "5.5.2", "Address is not valid UTF-8")
+/** `553 5.1.7` or `5.1.3`: an address whose syntax is invalid. */
+export const badAddressSyntax = (enhanced: "5.1.7" | "5.1.3"): SmtpRejection => permanent(553, enhanced, "Mailbox name syntax is invalid")
+/** `501`: an address part over its RFC 5321 length limit. */
+export const addressTooLong = (enhanced: "5.1.7" | "5.1.8" | "5.1.3" | "5.1.2", part: "Local part" | "Domain" | "Path", limit: number): SmtpRejection =>
+  permanent(501, enhanced, `${part} longer than ${limit} octets`)
+/** `452 4.3.1`: the message store is full. */
+export const insufficientStorage: SmtpRejection = temporary(452, "4.3.1", "Insufficient system storage, try again later")
+/** `451 4.3.0`: the message store failed. */
+export const storageFailed: SmtpRejection = temporary(451, "4.3.0", "Could not store the message, try again later")
+/** `550 5.7.1`: a recipient outside the local domains (the `localDomains` plugin). */
+export const relayDenied: SmtpRejection = permanent(550, "5.7.1", "Relay access denied")

@@ -23,7 +23,6 @@ import { pipeArguments } from "effect/Pipeable"
 import type { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
 import type { SmtpSession } from "../services/SmtpSession.ts"
 import type { SmtpTransaction } from "../services/SmtpTransaction.ts"
-import { link, type Link } from "../internal/MiddlewareChain.ts"
 import type { Middleware } from "./Middleware.ts"
 import * as Reject from "./Reject.ts"
 
@@ -32,13 +31,13 @@ export type Phase = "connect" | "secure" | "auth" | "mailFrom" | "rcptTo" | "dat
 
 /** An app whose connections carry the services `Cs`, whose transactions carry `Ts`, and which needs `R`. */
 export interface SmtpApp<in out Cs, in out Ts, out R> extends Pipeable.Pipeable {
-  readonly connect: ReadonlyArray<Link<void, SmtpSession | Cs, R>>
-  readonly secure: ReadonlyArray<Link<void, SmtpSession | Cs, R>>
-  readonly auth: ReadonlyArray<Link<void, SmtpSession | Cs | Credentials, R>>
-  readonly mailFrom: ReadonlyArray<Link<void, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom, R>>
-  readonly rcptTo: ReadonlyArray<Link<void, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo, R>>
-  readonly data: ReadonlyArray<Link<void, SmtpSession | Cs | SmtpTransaction | Ts | Message, R>>
-  readonly close: ReadonlyArray<Link<void, SmtpSession | Cs, R>>
+  readonly connect: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | R>>
+  readonly secure: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | R>>
+  readonly auth: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | Credentials | R>>
+  readonly mailFrom: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom | R>>
+  readonly rcptTo: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo | R>>
+  readonly data: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | SmtpTransaction | Ts | Message | R>>
+  readonly close: ReadonlyArray<Middleware<void, Reject.SmtpRejection, SmtpSession | Cs | R>>
   /** Builds the connection state into the connection's scope. */
   readonly connectionState: StateBuilder<SmtpSession, Cs, R>
   /** Builds the transaction state into the transaction's scope. */
@@ -62,6 +61,16 @@ const addState = <In, Prev, Out, RIn, R0>(
       Effect.provideContext(Context.merge(around, previous)),
       Effect.map((added) => Context.merge(previous, added))
     ))
+
+/**
+ * States that `middleware` needs nothing outside `Exclude<R, P> | P`: the services its phase provides (`P`) and
+ * the rest, which become the app's requirements. True of every `R`, but TypeScript cannot see it for a generic one.
+ */
+function splitsInto<P, E extends Reject.SmtpRejection, R>(
+  middleware: Middleware<void, E, R>
+): asserts middleware is Middleware<void, E, R> & Middleware<void, E, Exclude<R, P> | P> {
+  void middleware
+}
 
 type Fields<Cs, Ts, R> = Omit<SmtpApp<Cs, Ts, R>, "pipe">
 
@@ -87,44 +96,58 @@ export const empty: SmtpApp<never, never, never> = build({
 
 /** Runs when a client connects, before the greeting. */
 export const onConnect = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
-<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, connect: [...app.connect, link(middleware)] })
+<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> => {
+  splitsInto<SmtpSession | Cs, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, connect: [...app.connect, middleware] })
+}
 
 /** Runs once TLS is established (STARTTLS or implicit TLS). */
 export const onSecure = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
-<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, secure: [...app.secure, link(middleware)] })
+<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> => {
+  splitsInto<SmtpSession | Cs, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, secure: [...app.secure, middleware] })
+}
 
 /** Checks `Credentials`; a middleware accepts by returning without running `next`. */
 export const onAuth = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
-<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | Credentials>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | Credentials>>({ ...app, auth: [...app.auth, link(middleware)] })
+<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | Credentials>> => {
+  splitsInto<SmtpSession | Cs | Credentials, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | Credentials>>({ ...app, auth: [...app.auth, middleware] })
+}
 
 /** Checks the sender (`MailFrom`). */
 export const onMailFrom = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
 <Cs, Ts, R0>(
   app: SmtpApp<Cs, Ts, R0>
-): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom>>({ ...app, mailFrom: [...app.mailFrom, link(middleware)] })
+): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom>> => {
+  splitsInto<SmtpSession | Cs | SmtpTransaction | Ts | MailFrom, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | MailFrom>>({ ...app, mailFrom: [...app.mailFrom, middleware] })
+}
 
 /** Checks one recipient (`RcptTo`). */
 export const onRcptTo = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
 <Cs, Ts, R0>(
   app: SmtpApp<Cs, Ts, R0>
-): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo>>({ ...app, rcptTo: [...app.rcptTo, link(middleware)] })
+): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo>> => {
+  splitsInto<SmtpSession | Cs | SmtpTransaction | Ts | RcptTo, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | RcptTo>>({ ...app, rcptTo: [...app.rcptTo, middleware] })
+}
 
 /** Receives the message (`Message`); the reply to DATA is sent when the chain ends. */
 export const onData = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
 <Cs, Ts, R0>(
   app: SmtpApp<Cs, Ts, R0>
-): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | Message>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | Message>>({ ...app, data: [...app.data, link(middleware)] })
+): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | Message>> => {
+  splitsInto<SmtpSession | Cs | SmtpTransaction | Ts | Message, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs | SmtpTransaction | Ts | Message>>({ ...app, data: [...app.data, middleware] })
+}
 
 /** Runs after the connection closed; there is nobody left to reply to. */
 export const onClose = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
-<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> =>
-  build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, close: [...app.close, link(middleware)] })
+<Cs, Ts, R0>(app: SmtpApp<Cs, Ts, R0>): SmtpApp<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>> => {
+  splitsInto<SmtpSession | Cs, E, R>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, SmtpSession | Cs>>({ ...app, close: [...app.close, middleware] })
+}
 
 /**
  * Adds per-connection state: `layer` is built when a connection opens (it may

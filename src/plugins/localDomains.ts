@@ -9,7 +9,6 @@ import * as SmtpApp from "../phases/SmtpApp.ts"
 import { RcptTo } from "../services/PhaseInput.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 
-const relayDenied = Reject.permanent(550, "5.7.1", "Relay access denied")
 
 export const localDomains = (domains: ReadonlyArray<string>) => {
   const local = new Set(domains.map((domain) => domain.toLowerCase()))
@@ -19,7 +18,7 @@ export const localDomains = (domains: ReadonlyArray<string>) => {
       if (local.size === 0 || local.has(mailbox.domain)) return yield* next
       const session = yield* SmtpSession.current
       if (Option.isSome(session.username)) return yield* next
-      return yield* relayDenied
+      return yield* Reject.relayDenied
     })
   )
 }

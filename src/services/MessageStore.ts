@@ -32,9 +32,6 @@ export interface StoredMessage extends Delivery {
   readonly bytes: Uint8Array
 }
 
-const insufficientStorage = Reject.temporary(452, "4.3.1", "Insufficient system storage, try again later")
-const storageFailed = Reject.temporary(451, "4.3.0", "Could not store the message, try again later")
-
 /**
  * Storing a message failed: `Full` when the disk or a quota is full (ENOSPC,
  * EDQUOT), `Io` for any other failure. Never the client's fault, so never a 5xx.
@@ -45,7 +42,7 @@ export class StorageError extends Schema.TaggedError<StorageError>()("StorageErr
 }) {
   /** The reply for it: `452 4.3.1` when full (RFC 3463), `451 4.3.0` otherwise. */
   get rejection(): Reject.SmtpRejection {
-    return this.reason === "Full" ? insufficientStorage : storageFailed
+    return this.reason === "Full" ? Reject.insufficientStorage : Reject.storageFailed
   }
 }
 

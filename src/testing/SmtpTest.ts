@@ -19,13 +19,13 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as net from "node:net"
 import type { SmtpApp } from "../phases/SmtpApp.ts"
-import * as SmtpEngine from "../internal/SmtpEngine.ts"
+import * as SmtpEngine from "../internal/engine/Engine.ts"
 import { make as resolve, type Options, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
-import type { SmtpServerVersionError } from "../internal/SmtpServerInternals.ts"
+import type { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 import { SmtpTransaction } from "../services/SmtpTransaction.ts"
-import { MemorySocket, type StreamSocket } from "../internal/MemorySocket.ts"
+import { MemorySocket } from "../internal/MemorySocket.ts"
 import * as SmtpTestClient from "./SmtpTestClient.ts"
 
 /** Where the client connects from, and how. */
@@ -56,7 +56,7 @@ const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, S
   }
   return {
     ...app,
-    close: [...app.close, (_inputs, next) => next],
+    close: [...app.close, (next) => next],
     connectionState: (around, scope) =>
       Effect.andThen(
         onEnd(around, scope, (record) => Effect.flatMap(Context.get(around, SmtpSession).state, (state) => Deferred.succeed(record.session, state))),
@@ -74,7 +74,7 @@ const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, S
 const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) {
   const settings = yield* resolve(options)
   const seen = new Map<string, SmtpTestClient.Seen>()
-  const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(observe(app, seen), settings, { greetAtOnce: true })
+  const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(observe(app, seen), settings)
   const clock = yield* Effect.context<never>()
   const clientTls = {
     rejectUnauthorized: false,
@@ -108,24 +108,15 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
           record.session,
           Effect.fail(new SmtpTestClient.SmtpTestError({ message: "the server refused the connection before a session started" }))
         )
-      // The engine takes the connection, or refuses it (a connection limit) before any session starts.
-      const serve = (socket: StreamSocket) => {
-        const before = engine.connections()
-        engine.server.connect(socket, socketOptions)
-        if (engine.connections() === before) refused()
-      }
       // Dropping the connection waits for the app's close phase.
       const drop = Effect.sync(() => client.destroy()).pipe(Effect.andThen(Effect.ignore(Deferred.await(record.session))))
+      // The engine takes the connection, or refuses it (a connection limit) before any session starts.
       if (!secure) {
-        serve(server)
+        if (!engine.server.accept(server, socketOptions)) refused()
         return { connection, drop }
       }
       // The server end goes through smtp-server's own implicit TLS handshake, as a socket of a TLS listener does.
-      engine.server._upgrade(server, (error, tlsSocket) => {
-        if (error === null && tlsSocket !== undefined) return serve(tlsSocket)
-        refused()
-        server.destroy()
-      })
+      engine.server.acceptSecure(server, socketOptions, refused)
       return { connection: yield* SmtpTestClient.secure(connection), drop }
     })
 

@@ -1,0 +1,162 @@
+/**
+ * The engine: an smtp-server instance wired to an app.
+ *
+ * `make` builds the parts (the registry of connections, the phase runner,
+ * the state of sessions, the deadlines, the logging, the phases as
+ * smtp-server's callbacks) and hands smtp-server the hooks that connect them.
+ * It does not listen: `SmtpServer` listens on TCP with smtp-server's own
+ * listener, and the test kit hands the engine in-memory connections.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type { SMTPServerOptions, SMTPServerSession } from "smtp-server"
+import * as Reject from "../../phases/Reject.ts"
+import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import { SmtpConfigError, type Settings } from "../../layers/SmtpServerConfig.ts"
+import * as Alarm from "../Alarm.ts"
+import { type ConnectionRecord, isBusy, Registry } from "./Connections.ts"
+import { Deadlines } from "./Deadlines.ts"
+import * as Logging from "./Logging.ts"
+import { PhaseRunner } from "./PhaseRunner.ts"
+import { Phases } from "./Phases.ts"
+import { SessionState } from "./SessionState.ts"
+import * as SmtpServerHooks from "./SmtpServerHooks.ts"
+
+/** How long a refused connection may stay open while its refusal is read. */
+const REFUSED_LINGER = Duration.seconds(5)
+
+/** The engine: an smtp-server instance wired to an app. */
+export interface SmtpEngine {
+  readonly server: SmtpServerHooks.Server
+  /** Open connections. */
+  readonly connections: () => number
+  /** Connections with a handler running (a message in flight, for instance). */
+  readonly busy: () => number
+  /** Stops accepting commands: idle connections get 421 and close, busy ones after their reply. */
+  readonly drain: Effect.Effect<void>
+  /** Completes once every connection's close has run: no message whose client left is still being stored. */
+  readonly settled: Effect.Effect<void>
+  /** Ends every connection: handlers still running are interrupted. */
+  readonly abort: Effect.Effect<void>
+}
+
+/** Builds the engine; it lives as long as the calling scope. */
+export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings) {
+  yield* SmtpServerHooks.check
+  if (settings.authRequired && app.auth.length === 0) {
+    return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
+  }
+  const services = yield* Effect.context<R>()
+  const run = Effect.runForkWith(services)
+  const logging = Logging.make(services, run)
+  // Every deadline of the engine (handlers, command lines, messages, TLS handshakes, unread replies).
+  const alarm = yield* Alarm.make(run)
+  const deadlines = new Deadlines(alarm, settings)
+  const registry = new Registry<Cs, Ts, R>(settings)
+  const state = new SessionState(app, services, yield* Effect.scope)
+  const records = new WeakMap<SMTPServerSession, ConnectionRecord<Cs, Ts, R>>()
+  const recordOf = (session: SMTPServerSession): ConnectionRecord<Cs, Ts, R> => {
+    const record = records.get(session)
+    if (record === undefined) throw new Error(`no connection for session ${session.id}`)
+    return record
+  }
+  const runner = new PhaseRunner(services, settings.phaseTimeouts, alarm, logging)
+  const phases = new Phases({ app, settings, runner, state, registry, deadlines, logging, recordOf, run })
+  let shuttingDown = false
+
+  const disabled = [
+    ...(Option.isNone(settings.tls) || settings.implicitTls ? ["STARTTLS"] : []),
+    ...(app.auth.length === 0 ? ["AUTH"] : [])
+  ]
+  const disabledBeforeTls = [...disabled, "AUTH"]
+
+  const hooks: SmtpServerHooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
+    admit: (client) => registry.limitFor(client),
+    count: (client, kind) => registry.count(client, kind === "connection"),
+    opened: (connection) => {
+      const record = state.open(connection, shuttingDown)
+      registry.open.add(record)
+      records.set(connection.session, record)
+      return record
+    },
+    rules: settings,
+    draining: (record) => record.draining,
+    disabledCommands: (secure) => secure || settings.allowInsecureAuth ? disabled : disabledBeforeTls,
+    lineOpen: (record, open) => deadlines.line(record, open),
+    replied: (record, code, text) => {
+      const connection = record.connection
+      // An answer to a client that has gone (its handler interrupted) is not a rejection worth a log line.
+      if (code >= 400 && !connection.ended) logging.rejection(record.session, code, text)
+      deadlines.replies(record, () => {
+        logging.warning(record.session, "client left its replies unread, disconnecting")
+        connection.destroy()
+      })
+      // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
+      const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
+      if (shuttingDown && final && record.draining && !isBusy(record) && !connection.ended) connection.refuse(Reject.shuttingDown)
+    },
+    upgrading: (record) => record.stalled?.(),
+    deadline: (kind, expire) => alarm.after(kind === "tlsHandshake" ? settings.tlsHandshakeTimeout : REFUSED_LINGER, expire),
+    logger: logging.smtpServer
+  }
+
+  const options: SMTPServerOptions = {
+    name: settings.hostname,
+    ...(Option.isSome(settings.banner) ? { banner: settings.banner.value } : {}),
+    size: settings.maxMessageSize,
+    rejectOversized: true,
+    maxRecipients: settings.maxRecipients,
+    // Connection limits are the engine's, with enhanced codes (see SmtpServerHooks).
+    maxClients: Number.POSITIVE_INFINITY,
+    socketTimeout: Duration.toMillis(settings.idleTimeout),
+    // smtp-server's own last resort after shutdownTimeout; Node's timers fire at once past 2^31 - 1 ms.
+    closeTimeout: Math.min(Duration.toMillis(settings.shutdownTimeout) + 1000, 2 ** 31 - 1),
+    hideENHANCEDSTATUSCODES: false,
+    authMethods: [...settings.authMethods],
+    authOptional: !settings.authRequired,
+    allowInsecureAuth: settings.allowInsecureAuth,
+    disableReverseLookup: true,
+    disabledCommands: disabled,
+    secure: settings.implicitTls,
+    minVersion: "TLSv1.2",
+    ...Option.match(settings.tls, {
+      onNone: () => ({}),
+      onSome: (certificate) => ({ cert: certificate.cert, key: Redacted.value(certificate.key) })
+    }),
+    logger: logging.smtpServer,
+    onConnect: phases.connect,
+    ...(app.secure.length > 0 ? { onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: SmtpServerHooks.ReplyError | null) => void) => phases.secure(session, done) } : {}),
+    ...(app.auth.length > 0 ? { onAuth: phases.auth } : {}),
+    // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
+    ...(app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0 ? { onMailFrom: phases.mailFrom, onRcptTo: phases.rcptTo } : {}),
+    ...(app.data.length > 0 ? { onData: phases.data } : {}),
+    onClose: phases.close
+  }
+  const server = SmtpServerHooks.make(options, hooks)
+  // Without a listener, an 'error' event would end the process.
+  server.on("error", (error) => logging.smtpServer.warn({}, "smtp-server: %s", error.message))
+
+  const live = function*() {
+    for (const record of registry.open) if (!record.connection.ended) yield record
+  }
+
+  const engine: SmtpEngine = {
+    server,
+    connections: () => registry.connections,
+    busy: () => registry.busy(),
+    drain: Effect.sync(() => {
+      shuttingDown = true
+      for (const record of registry.open) record.draining = true
+      for (const record of live()) if (!isBusy(record)) record.connection.refuse(Reject.shuttingDown)
+    }),
+    settled: registry.settled,
+    abort: Effect.suspend(() => {
+      for (const record of live()) record.connection.refuse(Reject.shuttingDown)
+      return Fiber.interruptAll([...registry.orphans, ...[...registry.open].flatMap((record) => [...record.fibers])])
+    })
+  }
+  return engine
+})

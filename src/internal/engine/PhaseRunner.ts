@@ -1,0 +1,129 @@
+/**
+ * Runs one phase for a connection and answers smtp-server exactly once.
+ *
+ * The phase's chain runs in a fiber whose context is the phase's services,
+ * annotated for the logs and marked for the middleware chain. A handler that
+ * suspends gets the phase's deadline, on the app's Clock; one that completes
+ * at once needs neither a timer nor a record. A defect is logged and answered
+ * with `451 4.3.0`, a phase past its deadline with `451 4.4.1`, an interrupted
+ * one with `421 4.3.2`. The answer always comes on a later turn of the event
+ * loop: a synchronous answer would stall pipelined input.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as References from "effect/References"
+import * as Result from "effect/Result"
+import * as Reject from "../../phases/Reject.ts"
+import type { Phase } from "../../phases/SmtpApp.ts"
+import type * as Alarm from "../Alarm.ts"
+import { PhaseRun, type Run } from "../MiddlewareChain.ts"
+import type { PhaseHost } from "./Connections.ts"
+import type { Logging } from "./Logging.ts"
+import { replyError, type ReplyError } from "./SmtpServerHooks.ts"
+
+/** The services a phase runs with: here already, or the Effect that builds them first. */
+export type Inputs<I, R> = Context.Context<I> | Effect.Effect<Context.Context<I>, Reject.SmtpRejection, R>
+
+/** The reply for a phase that failed. */
+export const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {
+  const rejection = Cause.findErrorOption(cause)
+  if (Option.isSome(rejection)) return replyError(rejection.value)
+  return replyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
+}
+
+/** An answer to smtp-server: no error, or the reply for the failure. */
+export const replyTo = (done: (error: ReplyError | null) => void) => (exit: Exit.Exit<unknown, Reject.SmtpRejection>): void =>
+  Exit.isSuccess(exit) ? done(null) : done(replyFor(exit.cause))
+
+export class PhaseRunner<R> {
+  private readonly services: Context.Context<R>
+  private readonly timeouts: Readonly<Record<Phase, Duration.Duration>>
+  private readonly alarm: Alarm.Alarm
+  private readonly logging: Logging
+  /** Per phase, the services the phase adds to the app's: the same for every run of it. */
+  private readonly keys = new Map<Phase, ReadonlyArray<Context.Key<unknown, unknown>>>()
+
+  constructor(services: Context.Context<R>, timeouts: Readonly<Record<Phase, Duration.Duration>>, alarm: Alarm.Alarm, logging: Logging) {
+    this.services = services
+    this.timeouts = timeouts
+    this.alarm = alarm
+    this.logging = logging
+  }
+
+  private keysOf(phase: Phase, inputs: Context.Context<never>): ReadonlyArray<Context.Key<unknown, unknown>> {
+    const known = this.keys.get(phase)
+    if (known !== undefined) return known
+    const app = this.services.mapUnsafe
+    const keys = [...inputs.mapUnsafe.keys()].filter((key) => !app.has(key)).map((key) => Context.Service<unknown>(key))
+    this.keys.set(phase, keys)
+    return keys
+  }
+
+  /** `context`, annotated for the logs with the connection and the phase. */
+  private annotated<I>(record: PhaseHost, phase: Phase, context: Context.Context<I>): Context.Context<I> {
+    return Context.add(context, References.CurrentLogAnnotations, {
+      ...Context.get(context, References.CurrentLogAnnotations),
+      sessionId: record.session.id,
+      remoteAddress: record.session.remoteAddress,
+      phase
+    })
+  }
+
+  /** The context a run of `phase` starts in: its inputs, annotated for the logs and marked for the chain. */
+  context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>): Context.Context<I> {
+    const annotated = this.annotated(record, phase, inputs)
+    const run: Run = { reached: 0, context: Context.empty(), keys: this.keysOf(phase, inputs) }
+    const context = Context.add(annotated, PhaseRun, run)
+    run.context = context
+    return context
+  }
+
+  /**
+   * Runs `body` for `record` with the services `inputs` and calls `answer`
+   * with its outcome, once, on a later turn. Returns the fiber while it runs.
+   */
+  run<A, I>(
+    record: PhaseHost,
+    phase: Phase,
+    inputs: Inputs<I, R>,
+    body: Effect.Effect<A, Reject.SmtpRejection, I>,
+    answer: (exit: Exit.Exit<A, Reject.SmtpRejection>) => void
+  ): Fiber.Fiber<A, Reject.SmtpRejection> | undefined {
+    record.snapshot = undefined
+    const fiber = Effect.isEffect(inputs)
+      ? Effect.runForkWith(this.annotated(record, phase, this.services))(
+        Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready)))
+      )
+      : Effect.runForkWith(this.context(record, phase, inputs))(body)
+    let timedOut = false
+    const settle = (exit: Exit.Exit<A, Reject.SmtpRejection>): void => {
+      if (timedOut) return void setImmediate(answer, Exit.fail(Reject.timedOut))
+      if (Exit.isFailure(exit)) {
+        const defect = Cause.findDefect(exit.cause)
+        if (Result.isSuccess(defect)) {
+          this.logging.defect(record.session, phase, Cause.die(defect.success))
+          return void setImmediate(answer, Exit.fail(Reject.internalError))
+        }
+      }
+      setImmediate(answer, exit)
+    }
+    const now = fiber.pollUnsafe()
+    if (now !== undefined) return void settle(now)
+    record.fibers.add(fiber)
+    const cancel = this.alarm.after(this.timeouts[phase], () => {
+      timedOut = true
+      fiber.interruptUnsafe()
+    })
+    fiber.addObserver((exit) => {
+      record.fibers.delete(fiber)
+      cancel()
+      settle(exit)
+    })
+    return fiber
+  }
+}

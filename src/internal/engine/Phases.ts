@@ -1,0 +1,258 @@
+/**
+ * The app's phases as smtp-server's callbacks: each builds the phase's inputs
+ * (connection state at connect, the transaction at MAIL, the decoded address,
+ * the credentials, the message) and runs the phase's chain with the runner.
+ *
+ * DATA is always drained, and the verdict on its content wins over the
+ * handler's. A client that leaves interrupts its phases, except a data
+ * handler whose message arrived whole: that message is stored, and the close
+ * phase waits for it.
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server"
+import * as Reject from "../../phases/Reject.ts"
+import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import { Credentials, MailFrom, Message, RcptTo } from "../../services/PhaseInput.ts"
+import type * as SmtpSession from "../../services/SmtpSession.ts"
+import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
+import type { Settings } from "../../layers/SmtpServerConfig.ts"
+import { decodeMailFrom, decodeRcptTo } from "../AddressDecoding.ts"
+import * as MessageBody from "../MessageBody.ts"
+import * as MessageGuard from "../MessageGuard.ts"
+import { compose, endOfChain } from "../MiddlewareChain.ts"
+import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
+import type { Deadlines } from "./Deadlines.ts"
+import type { Logging } from "./Logging.ts"
+import { type PhaseRunner, replyFor, replyTo } from "./PhaseRunner.ts"
+import type { SessionState } from "./SessionState.ts"
+import { replyError, type ReplyError } from "./SmtpServerHooks.ts"
+
+type Done = (error: ReplyError | null) => void
+
+type Connected<Cs, R> = R | SmtpSession.SmtpSession | Cs
+type InTransaction<Cs, Ts, R> = Connected<Cs, R> | SmtpTransaction.SmtpTransaction | Ts
+
+/** The callbacks smtp-server calls, for one app. */
+export class Phases<Cs, Ts, R> {
+  private readonly chains: {
+    readonly connect: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
+    readonly secure: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
+    readonly auth: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R> | Credentials>
+    readonly mailFrom: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | MailFrom>
+    readonly rcptTo: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | RcptTo>
+    readonly data: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | Message>
+    readonly close: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
+  }
+  private readonly guardPolicy: MessageGuard.Policy
+  private readonly app: SmtpApp<Cs, Ts, R>
+  private readonly settings: Settings
+  private readonly runner: PhaseRunner<R>
+  private readonly state: SessionState<Cs, Ts, R>
+  private readonly registry: Registry<Cs, Ts, R>
+  private readonly deadlines: Deadlines
+  private readonly logging: Logging
+  private readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
+  private readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  readonly mailFrom: (address: SMTPServerAddress, session: SMTPServerSession, done: Done) => void
+  readonly rcptTo: (address: SMTPServerAddress, session: SMTPServerSession, done: Done) => void
+
+  constructor(deps: {
+    readonly app: SmtpApp<Cs, Ts, R>
+    readonly settings: Settings
+    readonly runner: PhaseRunner<R>
+    readonly state: SessionState<Cs, Ts, R>
+    readonly registry: Registry<Cs, Ts, R>
+    readonly deadlines: Deadlines
+    readonly logging: Logging
+    readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
+    readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  }) {
+    const { app, settings } = deps
+    this.app = app
+    this.settings = settings
+    this.runner = deps.runner
+    this.state = deps.state
+    this.registry = deps.registry
+    this.deadlines = deps.deadlines
+    this.logging = deps.logging
+    this.recordOf = deps.recordOf
+    this.run = deps.run
+    // Each chain is composed once: its middleware functions run here, the Effects they return per command.
+    const accept = endOfChain("other")
+    this.chains = {
+      connect: compose(app.connect, accept),
+      secure: compose(app.secure, accept),
+      auth: compose(app.auth, endOfChain("auth")),
+      mailFrom: compose(app.mailFrom, accept),
+      rcptTo: compose(app.rcptTo, accept),
+      data: compose(app.data, accept),
+      close: compose(app.close, accept)
+    }
+    this.guardPolicy = { bareLineEndings: settings.bareLineEndings, nulBytes: settings.nulBytes, maxLineLength: settings.maxLineLength }
+    this.mailFrom = this.transactionPhase(
+      "mailFrom",
+      this.chains.mailFrom,
+      MailFrom,
+      decodeMailFrom,
+      (envelope, sender) => ({ ...envelope, mailFrom: Option.some(sender) })
+    )
+    this.rcptTo = this.transactionPhase(
+      "rcptTo",
+      this.chains.rcptTo,
+      RcptTo,
+      (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true),
+      (envelope, recipient) => ({ ...envelope, rcptTo: [...envelope.rcptTo, recipient] })
+    )
+  }
+
+  /** Builds the connection state, if the app declares any, and runs the connect chain. */
+  readonly connect = (session: SMTPServerSession, done: Done): void => {
+    const record = this.recordOf(session)
+    if (record.state !== undefined && this.app.connect.length === 0) return done(null)
+    this.runner.run(record, "connect", record.state ?? this.state.build(record), this.chains.connect, replyTo(done))
+  }
+
+  readonly secure = (session: SMTPServerSession, done: Done): void => {
+    const record = this.recordOf(session)
+    this.runner.run(record, "secure", record.state ?? Effect.fail(Reject.internalError), this.chains.secure, replyTo(done))
+  }
+
+  /** A failure is answered later with every attempt, and the connection is closed at the limit. */
+  private authFailed(record: ConnectionRecord<Cs, Ts, R>, username: string, rejection: Reject.SmtpRejection) {
+    return Effect.suspend(() => {
+      const failures = ++record.authFailures
+      const verdict = failures >= this.settings.maxAuthFailures ? Reject.tooManyAuthFailures : rejection
+      return Effect.logWarning("authentication failed", { username, failures, code: verdict.code }).pipe(
+        Effect.andThen(Effect.sleep(Duration.times(this.settings.authFailureDelay, failures))),
+        Effect.andThen(Effect.fail(verdict))
+      )
+    })
+  }
+
+  readonly auth = (
+    auth: SMTPServerAuthentication,
+    session: SMTPServerSession,
+    done: (error: ReplyError | null, response?: { user: string }) => void
+  ): void => {
+    const record = this.recordOf(session)
+    const method = auth.method
+    if ((method !== "PLAIN" && method !== "LOGIN") || !this.settings.authMethods.includes(method)) {
+      return void setImmediate(done, replyError(Reject.unknownAuthMechanism))
+    }
+    const username = auth.username ?? ""
+    const credentials = Credentials.of({ method, username, password: Redacted.make(auth.password ?? "") })
+    const state = record.state
+    this.runner.run(
+      record,
+      "auth",
+      state === undefined ? Effect.fail(Reject.internalError) : Context.add(state, Credentials, credentials),
+      this.chains.auth.pipe(
+        Effect.tap(() => Effect.logInfo("authenticated", { username })),
+        Effect.catch((rejection) => this.authFailed(record, username, rejection))
+      ),
+      (exit) => Exit.isSuccess(exit) ? done(null, { user: username }) : done(replyFor(exit.cause))
+    )
+  }
+
+  /** Runs a phase of the current transaction and records what it accepted in the envelope. */
+  private transactionPhase<Input, Key>(
+    phase: "mailFrom" | "rcptTo",
+    chain: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | Key>,
+    key: Context.Key<Key, Input>,
+    decode: (address: SMTPServerAddress, session: SMTPServerSession) => Result.Result<Input, Reject.SmtpRejection>,
+    record: (envelope: SmtpTransaction.Envelope, input: Input) => SmtpTransaction.Envelope
+  ) {
+    return (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
+      const connection = this.recordOf(session)
+      const decoded = decode(address, session)
+      if (Result.isFailure(decoded)) return void setImmediate(done, replyError(decoded.failure))
+      const input = decoded.success
+      const transaction = this.state.transactionOf(connection)
+      const withInput = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, key, input)
+      const body = Effect.andThen(
+        chain,
+        Effect.suspend(() =>
+          connection.transaction === undefined ? Effect.void : Ref.update(connection.transaction.ref, (envelope) => record(envelope, input))
+        )
+      )
+      this.runner.run(connection, phase, Effect.isEffect(transaction) ? Effect.map(transaction, withInput) : withInput(transaction), body, replyTo(done))
+    }
+  }
+
+  readonly data = (stream: SMTPServerDataStream, session: SMTPServerSession, done: Done): void => {
+    const record = this.recordOf(session)
+    record.inData = true
+    const cancel = this.deadlines.message(stream, () => {
+      record.connection.refuse(Reject.dataTimedOut)
+      this.logging.warning(session, "message not received in time")
+    })
+    stream.once("end", cancel)
+    stream.once("close", cancel)
+    // Every byte passes the guard, read by the handler or drained.
+    const guard = new MessageGuard.MessageGuard(this.guardPolicy)
+    const message = Message.of({ stream: MessageBody.fromReadable(stream, this.settings.maxMessageSize, guard) })
+    const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
+    const body = Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void))
+    const start = (): void => {
+      stream.off("readable", start)
+      stream.off("close", start)
+      const transaction = this.state.transactionOf(record)
+      const fiber = this.runner.run(
+        record,
+        "data",
+        Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
+        body,
+        (exit) =>
+          // The verdict on the content wins over the handler's, and it is known only once all of it was read.
+          MessageBody.drain(stream, guard, () => {
+            record.inData = false
+            record.delivering = undefined
+            if (guard.verdict !== undefined) done(replyError(guard.verdict))
+            else replyTo(done)(exit)
+          })
+      )
+      if (fiber !== undefined && record.inData) record.delivering = { fiber, message: stream }
+    }
+    // The handler starts with the first bytes of the message (or its end, or the client leaving): before them
+    // it could only wait, and every wait costs a suspension of its fiber.
+    stream.on("readable", start)
+    stream.on("close", start)
+  }
+
+  /** The connection is gone: its phases are interrupted (a message received whole is stored), then close runs. */
+  readonly close = (session: SMTPServerSession): void => {
+    const record = this.recordOf(session)
+    const delivering = record.delivering
+    const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
+    // It keeps its client's connection slots until it is done (the client's retry may bring it twice, as with any MTA).
+    if (finishing !== undefined) this.registry.adopt(finishing, record.connection.client)
+    const state = record.state
+    const { app, runner, chains, settings } = this
+    const closing = Effect.gen(function*() {
+      record.snapshot = undefined
+      yield* Fiber.interruptAll([...record.fibers].filter((fiber) => fiber !== finishing))
+      if (finishing !== undefined) yield* Fiber.await(finishing)
+      if (app.close.length === 0 || state === undefined) return
+      const context = runner.context(record, "close", state)
+      yield* Effect.setContext(chains.close, context).pipe(
+        Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
+        Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
+        Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
+      )
+    }).pipe(
+      Effect.ensuring(Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)),
+      Effect.ensuring(Scope.close(record.scope, Exit.void)),
+      Effect.ensuring(Effect.sync(() => this.registry.closed(record)))
+    )
+    this.run(closing)
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The state a connection's phases see: the `SmtpSession` snapshot, the app's
+ * connection state (built once, when the connection opens, into the
+ * connection's scope) and the current transaction with its state (built when
+ * MAIL opens it, released when it ends).
+ *
+ * Building an Effect runs nothing, so a state builder can be asked first with
+ * a scope it will never touch: one that answers with a completed Effect (no
+ * state declared) opens its connection or transaction synchronously, and a
+ * transaction without state gets no scope of its own.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import type { SMTPServerSession } from "smtp-server"
+import * as Reject from "../../phases/Reject.ts"
+import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import * as SmtpSession from "../../services/SmtpSession.ts"
+import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
+import type { ConnectionRecord, Transaction } from "./Connections.ts"
+import type { Connection } from "./SmtpServerHooks.ts"
+
+const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
+  typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
+
+/** The session as a phase sees it. */
+export const snapshot = (session: SMTPServerSession): SmtpSession.State => ({
+  id: session.id,
+  localAddress: session.localAddress,
+  localPort: session.localPort,
+  remoteAddress: session.remoteAddress,
+  remotePort: session.remotePort,
+  clientHostname: session.clientHostname || `[${session.remoteAddress}]`,
+  secure: session.secure,
+  tls: session.tlsOptions
+    ? Option.some({
+      protocol: session.tlsOptions.version ?? "",
+      cipher: session.tlsOptions.name,
+      servername: optionalText(session.servername)
+    })
+    : Option.none(),
+  heloName: optionalText(session.hostNameAppearsAs),
+  openingCommand: session.openingCommand === "HELO" || session.openingCommand === "EHLO" ||
+      session.openingCommand === "LHLO"
+    ? Option.some(session.openingCommand)
+    : Option.none(),
+  transmissionType: session.transmissionType ?? "SMTP",
+  username: typeof session.user === "string" ? Option.some(session.user) : Option.none(),
+  transactions: Math.max(0, (session.transaction ?? 1) - 1)
+})
+
+/** `around` with `added` on top; `Context.merge` copies its first argument whole, so an empty `added` goes first. */
+const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
+  added.mapUnsafe.size === 0 ? Context.merge(added, around) : Context.merge(around, added)
+
+/** An Effect that has completed already is its own Exit. */
+const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> => Exit.isExit(self)
+
+/** The state a builder built at once, if it did. */
+const builtAtOnce = <A, E, R>(built: Effect.Effect<A, E, R>): A | undefined =>
+  isDone(built) && Exit.isSuccess(built) ? built.value : undefined
+
+/** The state of an app's connections and transactions. */
+export class SessionState<Cs, Ts, R> {
+  private readonly app: SmtpApp<Cs, Ts, R>
+  private readonly services: Context.Context<R>
+  private readonly serverScope: Scope.Scope
+  /** A scope no builder asked first ever touches. */
+  private readonly unused = Scope.makeUnsafe()
+
+  constructor(app: SmtpApp<Cs, Ts, R>, services: Context.Context<R>, serverScope: Scope.Scope) {
+    this.app = app
+    this.services = services
+    this.serverScope = serverScope
+  }
+
+  /** A new connection's record; without connection state, its state is there at once. */
+  open(connection: Connection, draining: boolean): ConnectionRecord<Cs, Ts, R> {
+    const session = connection.session
+    const record: ConnectionRecord<Cs, Ts, R> = {
+      connection,
+      session,
+      scope: Scope.forkUnsafe(this.serverScope),
+      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(session))),
+      snapshot: undefined,
+      fibers: new Set(),
+      state: undefined,
+      transaction: undefined,
+      draining,
+      authFailures: 0,
+      inData: false,
+      delivering: undefined,
+      lineDeadline: undefined,
+      stalled: undefined
+    }
+    const state = builtAtOnce(this.app.connectionState(record.base, this.unused))
+    if (state !== undefined) record.state = withState(record.base, state)
+    return record
+  }
+
+  /** Builds the connection state into the connection's scope (at connect). */
+  build(record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<Context.Context<R | SmtpSession.SmtpSession | Cs>, Reject.SmtpRejection, R> {
+    return Effect.map(this.app.connectionState(record.base, record.scope), (state) => record.state = withState(record.base, state))
+  }
+
+  /** Ends the connection's transaction; what is left to run, if its state has finalizers. */
+  endTransaction(record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<void> | undefined {
+    const transaction = record.transaction
+    if (transaction === undefined) return undefined
+    record.transaction = undefined
+    return transaction.scope === undefined ? undefined : Scope.closeUnsafe(transaction.scope, Exit.void)
+  }
+
+  /**
+   * The connection's current transaction, opened if the last one has ended:
+   * smtp-server replaces the envelope object whenever a transaction ends
+   * (RSET, HELO, STARTTLS, after DATA).
+   */
+  transactionOf(
+    record: ConnectionRecord<Cs, Ts, R>
+  ): Transaction<Cs, Ts, R> | Effect.Effect<Transaction<Cs, Ts, R>, Reject.SmtpRejection, R> {
+    const current = record.transaction
+    if (current !== undefined && current.envelope === record.session.envelope) return current
+    const connectionState = record.state
+    // Commands are read only once the connect phase has built the state.
+    if (connectionState === undefined) return Effect.fail(Reject.internalError)
+    const ending = this.endTransaction(record)
+    const { service, ref } = SmtpTransaction.make(record.session.transaction)
+    const base = Context.add(connectionState, SmtpTransaction.SmtpTransaction, service)
+    const envelope = record.session.envelope
+    const state = builtAtOnce(this.app.transactionState(base, this.unused))
+    if (state !== undefined && ending === undefined) {
+      return record.transaction = { envelope, scope: undefined, ref, context: withState(base, state) }
+    }
+    return Effect.uninterruptible(ending ?? Effect.void).pipe(
+      Effect.andThen(Effect.suspend((): Effect.Effect<Transaction<Cs, Ts, R>, Reject.SmtpRejection, R> => {
+        if (state !== undefined) return Effect.succeed(record.transaction = { envelope, scope: undefined, ref, context: withState(base, state) })
+        const scope = Scope.forkUnsafe(record.scope)
+        return Effect.map(
+          this.app.transactionState(base, scope),
+          (added) => record.transaction = { envelope, scope, ref, context: withState(base, added) }
+        )
+      }))
+    )
+  }
+}

@@ -332,9 +332,9 @@ describe("CommandPolicy.decide", () => {
       for (const prefix of ["EHLO ", "HELO ", "QUIT ", "STARTTLS "]) {
         const verb = prefix.trim()
         expectVerdict(run(padded(prefix, 510)), pass(verb))
-        expectVerdict(run(padded(prefix, 511)), rejected(Reject.lineTooLong, false, true))
+        expectVerdict(run(padded(prefix, 511)), rejected(Reject.lineTooLong))
       }
-      expectVerdict(run(padded("DATA ", 511)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(padded("DATA ", 511)), rejected(Reject.lineTooLong))
       expectVerdict(run(padded("NOOP ", 510)), pass("NOOP", true))
     })
 
@@ -343,13 +343,13 @@ describe("CommandPolicy.decide", () => {
       const rcpt = (length: number) => padded("rcpt to:<", length - 3) + "@x>"
       expect(mail(2046).length).toBe(2046)
       expectVerdict(run(mail(2046)), pass("MAIL"))
-      expectVerdict(run(mail(2047)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(mail(2047)), rejected(Reject.lineTooLong))
       expectVerdict(run(rcpt(2046)), pass("RCPT"))
-      expectVerdict(run(rcpt(2047)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(rcpt(2047)), rejected(Reject.lineTooLong))
       // Parameters count too.
       const withSize = (length: number) => padded("MAIL FROM:<a@x.test> SIZE=", length, "1")
       expectVerdict(run(withSize(2046)), pass("MAIL"))
-      expectVerdict(run(withSize(2047)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(withSize(2047)), rejected(Reject.lineTooLong))
     })
 
     it("allows 12288 for AUTH", () => {
@@ -358,9 +358,9 @@ describe("CommandPolicy.decide", () => {
       const auth = (length: number) => `AUTH ${"X".repeat(length - 6 - token.length)} ${token}`
       expect(auth(12286).length).toBe(12286)
       expectVerdict(run(auth(12286)), pass("AUTH"))
-      expectVerdict(run(auth(12287)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(auth(12287)), rejected(Reject.lineTooLong))
       expectVerdict(run(padded("AUTH PLAIN", 12286, " ")), pass("AUTH"))
-      expectVerdict(run(padded("AUTH PLAIN", 12287, " ")), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(padded("AUTH PLAIN", 12287, " ")), rejected(Reject.lineTooLong))
     })
 
     it("allows 12288 for a SASL response", () => {
@@ -369,16 +369,16 @@ describe("CommandPolicy.decide", () => {
       expectVerdict(run(response(12286), { saslResponse: true }), pass(""))
       expectVerdict(run(response(12287), { saslResponse: true }), rejected(Reject.lineTooLong, false, true))
       // Without the SASL exchange the same line is a command of 512 at most.
-      expectVerdict(run("QUJD".repeat(128), { saslResponse: false }), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run("QUJD".repeat(128), { saslResponse: false }), rejected(Reject.lineTooLong, true))
     })
 
     it("is checked before parameters, base64, the junk limit and AUTH", () => {
-      expectVerdict(run(padded("MAIL FROM:<a@x.test> =x ", 2047)), rejected(Reject.lineTooLong, false, true))
-      expectVerdict(run(padded("AUTH PLAIN !", 12287)), rejected(Reject.lineTooLong, false, true))
+      expectVerdict(run(padded("MAIL FROM:<a@x.test> =x ", 2047)), rejected(Reject.lineTooLong))
+      expectVerdict(run(padded("AUTH PLAIN !", 12287)), rejected(Reject.lineTooLong))
       expectVerdict(run(padded("!", 12287), { saslResponse: true }), rejected(Reject.lineTooLong, false, true))
       expectVerdict(
         run(padded("MAIL FROM:<a@x.test> ", 2047), {}, { authRequired: true }),
-        rejected(Reject.lineTooLong, false, true)
+        rejected(Reject.lineTooLong)
       )
     })
   })
@@ -429,7 +429,7 @@ describe("CommandPolicy.decide", () => {
     })
 
     it("are not looked for in a SASL response, which must be base64", () => {
-      expectVerdict(run("MAIL FROM:<a@x.test> =x", { saslResponse: true }), rejected(Reject.badBase64, false, true))
+      expectVerdict(run("MAIL FROM:<a@x.test> =x", { saslResponse: true }), rejected(Reject.badBase64, true, true))
     })
 
     it("are checked before AUTH is required", () => {
@@ -448,20 +448,33 @@ describe("CommandPolicy.decide", () => {
 
     it("rejects AUTH with an initial response that is not base64: badBase64, ending the exchange", () => {
       for (const text of ["AUTH PLAIN dGVzdA", "AUTH PLAIN !!!!", "AUTH PLAIN dGVz=A==", "AUTH PLAIN ==", "AUTH PLAIN dGVzdA===", "AUTH PLAIN d-_z"]) {
-        expectVerdict(run(text), rejected(Reject.badBase64, false, true))
+        expectVerdict(run(text), rejected(Reject.badBase64, true, true))
       }
     })
 
-    it("passes a SASL response of valid base64, = or *", () => {
-      for (const text of ["dGVzdA==", "dGVzdDE=", "dGVzdDEy", "=", "*", "  dGVzdA==  "]) {
+    it("passes a SASL response of valid base64, = or *, or an empty one (RFC 4954 section 4)", () => {
+      for (const text of ["dGVzdA==", "dGVzdDE=", "dGVzdDEy", "=", "*", "  dGVzdA==  ", "", "BDAT", "bdat"]) {
         expectVerdict(run(text, { saslResponse: true }), pass(""))
       }
     })
 
     it("rejects a SASL response that is not base64: badBase64, ending the exchange", () => {
       for (const text of ["dGVzdA", "not base64!", "dGVz dA==", "**", "==", "\u00e9\u00e9\u00e9\u00e9"]) {
-        expectVerdict(run(text, { saslResponse: true }), rejected(Reject.badBase64, false, true))
+        expectVerdict(run(text, { saslResponse: true }), rejected(Reject.badBase64, true, true))
       }
+    })
+  })
+
+  describe("junk limit", () => {
+    it("counts a line too long for an unknown verb, and refuses it at the limit", () => {
+      expectVerdict(run(`FOO ${"x".repeat(600)}`), rejected(Reject.lineTooLong, true))
+      expectVerdict(run(`NOOP ${"x".repeat(600)}`, { junkCommands: 10 }), refused(Reject.tooMuchJunk))
+      expectVerdict(run(`EHLO ${"x".repeat(600)}`, { junkCommands: 10 }), rejected(Reject.lineTooLong))
+    })
+
+    it("counts an AUTH or SASL response that is not base64, and refuses it at the limit", () => {
+      expectVerdict(run("AUTH PLAIN !!!!", { junkCommands: 10 }), refused(Reject.tooMuchJunk))
+      expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 9 }), rejected(Reject.badBase64, true, true))
     })
   })
 

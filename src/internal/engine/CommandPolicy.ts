@@ -58,8 +58,6 @@ const SASL_TOKEN = /^(?:\*|=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0
 /** An ESMTP parameter as RFC 5321 section 4.1.2 spells it (UTF-8 values allowed, RFC 6531). */
 const ESMTP_PARAMETER = /^[A-Za-z0-9][A-Za-z0-9-]*(?:=[\x21-\x3c\x3e-\x7e\x80-\xff]+)?$/
 
-const LETTERS = /^[A-Za-z]+$/
-
 /**
  * Longest command line per verb, CRLF included: RFC 5321 section 4.5.3.1.4, with room for the parameters of
  * SMTP extensions in MAIL and RCPT, and RFC 4954 section 4 for AUTH and its responses.
@@ -75,42 +73,59 @@ const wellFormedParameters = (line: Buffer): boolean => {
 }
 
 const waitTurn: Verdict = { _tag: "WaitTurn" }
+const passSasl: Verdict = { _tag: "Pass", verb: "", junk: false }
 const refuse = (rejection: Reject.SmtpRejection): Verdict => ({ _tag: "Refuse", rejection })
 const reject = (rejection: Reject.SmtpRejection, junk = false, endsSasl = false): Verdict =>
   ({ _tag: "Reject", rejection, junk, endsSasl })
 
+/** The length of the verb at the start of `line` (up to the first space), or -1 if it is not all ASCII letters. */
+const verbLength = (line: Buffer): number => {
+  let at = 0
+  for (; at < line.length; at++) {
+    const byte = line[at]!
+    if (byte === 0x20) break
+    // ASCII letters only: smtp-server upper-cases the verb as UTF-8, where "ı" is "I" and "ſ" is "S", so a verb
+    // of anything else would reach it as a command the checks below never saw.
+    if (!((byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a))) return -1
+  }
+  return at === 0 ? -1 : at
+}
+
 /** Decides what happens to `line`, a command line without its line ending. */
 export const decide = (rules: Rules, facts: Facts, line: Buffer): Verdict => {
   if (facts.draining) return refuse(Reject.shuttingDown)
-  const sasl = facts.saslResponse
-  const word = line.toString("latin1", 0, 16).split(" ", 1)[0]!
   const junkLimitReached = facts.junkCommands + 1 > rules.maxJunkCommands
-  // smtp-server upper-cases the verb as UTF-8, where "ı" is "I" and "ſ" is "S": a verb of anything but ASCII
-  // letters would reach it as a command the checks below never saw.
-  if (!sasl && !LETTERS.test(word)) return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.unrecognized, true)
-  const verb = word.toUpperCase()
-  const mustWait = LAST_IN_GROUP.has(verb) || facts.helo
-  // A TLS socket hands over one record at a time, so records read with this one are not queued yet: a turn
-  // later they count as sent ahead.
-  if (!sasl && mustWait && facts.secure && !facts.waited) return waitTurn
+  if (facts.saslResponse) {
+    // A SASL response: strict base64, "=" or nothing for an empty one, or "*" to cancel (RFC 4954 section 4).
+    if (line.length + 2 > lineLimit("AUTH")) return reject(Reject.lineTooLong, false, true)
+    const token = line.toString("latin1").trim()
+    if (token !== "" && !SASL_TOKEN.test(token)) return reject(Reject.badBase64, true, true)
+    return passSasl
+  }
+  const length = verbLength(line)
+  if (length === -1) return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.unrecognized, true)
+  const verb = line.toString("latin1", 0, length).toUpperCase()
+  const known = COMMANDS.has(verb)
   // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4), whatever the setting.
-  const mustBeLast = verb === "STARTTLS" || (rules.rejectUnauthorizedPipelining && mustWait)
-  if (!sasl && mustBeLast && facts.ahead() > 0) return refuse(Reject.outOfSync)
+  const mustBeLast = verb === "STARTTLS" || (rules.rejectUnauthorizedPipelining && (LAST_IN_GROUP.has(verb) || facts.helo))
+  if (mustBeLast) {
+    // A TLS socket hands over one record at a time, so records read with this one are not queued yet: a turn
+    // later they count as sent ahead.
+    if (facts.secure && !facts.waited) return waitTurn
+    if (facts.ahead() > 0) return refuse(Reject.outOfSync)
+  }
   // CHUNKING is not offered: a BDAT payload would otherwise be read as commands.
   if (verb === "BDAT") return refuse(Reject.bdatRefused)
-  if (line.length + 2 > lineLimit(sasl ? "AUTH" : verb)) return reject(Reject.lineTooLong, false, true)
-  if (!sasl && (verb === "MAIL" || verb === "RCPT") && !wellFormedParameters(line)) return reject(Reject.badParameter)
-  let junk = false
-  if (sasl || verb === "AUTH") {
-    // A SASL response, or AUTH with an initial response: strict base64, or "*" to cancel.
-    const token = sasl ? line.toString("latin1").trim() : line.toString("latin1").trim().split(/\s+/)[2]
-    if (token !== undefined && !SASL_TOKEN.test(token)) return reject(Reject.badBase64, false, true)
-  } else if (!COMMANDS.has(verb)) {
-    if (junkLimitReached) return refuse(Reject.tooMuchJunk)
-    junk = true
+  // Every line that moves no session forward counts against the junk limit, refused or not.
+  if (!known && junkLimitReached) return refuse(Reject.tooMuchJunk)
+  if (line.length + 2 > lineLimit(verb)) return reject(Reject.lineTooLong, !known)
+  if ((verb === "MAIL" || verb === "RCPT") && !wellFormedParameters(line)) return reject(Reject.badParameter)
+  if (verb === "AUTH") {
+    const token = line.toString("latin1").trim().split(/\s+/)[2]
+    if (token !== undefined && !SASL_TOKEN.test(token)) {
+      return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.badBase64, true, true)
+    }
   }
-  if (rules.authRequired && !sasl && TRANSACTION.has(verb) && !facts.authenticated) {
-    return reject(Reject.authenticationRequired, junk)
-  }
-  return { _tag: "Pass", verb: sasl ? "" : verb, junk }
+  if (rules.authRequired && TRANSACTION.has(verb) && !facts.authenticated) return reject(Reject.authenticationRequired)
+  return { _tag: "Pass", verb, junk: !known }
 }

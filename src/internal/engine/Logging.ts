@@ -24,7 +24,8 @@ const smtpServerLevels = {
   fatal: "Error"
 } as const satisfies Record<string, LogLevel.Severity>
 
-type LogFunction = (data: Record<string, unknown>, template: string, ...args: ReadonlyArray<unknown>) => void
+/** A bunyan-style log method, as smtp-server calls it: a data object and a printf-style message, or the message alone. */
+type LogFunction = (data?: Record<string, unknown> | string, template?: string, ...args: ReadonlyArray<unknown>) => void
 
 const ignore: LogFunction = () => undefined
 
@@ -35,15 +36,18 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
 
   const smtpServerLine = (level: LogLevel.Severity): LogFunction =>
     enabled(level)
-      ? (data, template, ...args) =>
-        void run(Effect.logWithLevel(level)(format(template, ...args)).pipe(
+      ? (data, template, ...args) => {
+        if (typeof data === "string") return smtpServerLine(level)({}, data, template, ...args)
+        const fields = data ?? {}
+        run(Effect.logWithLevel(level)(format(template ?? "", ...args)).pipe(
           Effect.annotateLogs({
             component: "smtp-server",
-            ...(typeof data["cid"] === "string" ? { sessionId: data["cid"] } : {}),
-            ...(typeof data["host"] === "string" ? { remoteAddress: data["host"] } : {}),
-            ...(typeof data["tnx"] === "string" ? { tnx: data["tnx"] } : {})
+            ...(typeof fields["cid"] === "string" ? { sessionId: fields["cid"] } : {}),
+            ...(typeof fields["host"] === "string" ? { remoteAddress: fields["host"] } : {}),
+            ...(typeof fields["tnx"] === "string" ? { tnx: fields["tnx"] } : {})
           })
         ))
+      }
       : ignore
 
   const onSession = (session: SMTPServerSession, effect: Effect.Effect<void>): void =>

@@ -34,7 +34,7 @@ export class SmtpServerVersionError extends Schema.TaggedError<SmtpServerVersion
 const internals = {
   SMTPServer: {
     methods: ["connect", "listen", "close", "_acceptSocket", "_upgrade", "_onError", "_onClientConnect"],
-    fields: ["server", "options", "connections", "_pendingSockets"]
+    fields: ["server", "options", "connections", "logger", "_pendingSockets"]
   },
   SMTPConnection: {
     methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand"],
@@ -162,7 +162,7 @@ export interface Hooks<C> {
   /** Arms a deadline: a TLS handshake's, or a refused connection's last chance to read its refusal. */
   readonly deadline: (kind: "tlsHandshake" | "refusedLinger", expire: () => void) => () => void
   /** Logs smtp-server's own messages. */
-  readonly logger: NonNullable<SMTPServerOptions["logger"]>
+  readonly logger: SMTPServer["logger"]
 }
 
 /** A reply error as smtp-server reads it. */
@@ -373,6 +373,9 @@ class HookedServer<C> extends SMTPServer implements Server {
   constructor(options: SMTPServerOptions, hooks: Hooks<C>) {
     super(options)
     this.hooks = hooks
+    // smtp-server wraps a logger it is given in one that formats every message first: the engine's takes them as
+    // they are, and a level below the minimum costs an empty call.
+    this.logger = hooks.logger
   }
 
   get listener(): net.Server {

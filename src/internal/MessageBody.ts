@@ -11,7 +11,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Arr from "effect/Array"
-import type { Readable } from "node:stream"
+import type { Duplex, Readable } from "node:stream"
 import * as Reject from "../phases/Reject.ts"
 import type { MessageGuard } from "./MessageGuard.ts"
 
@@ -22,7 +22,7 @@ type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
  * past `maxBytes` and with the guard's verdict as soon as it has one.
  */
 export const fromReadable = (
-  readable: Readable,
+  readable: Duplex,
   maxBytes: number,
   guard: MessageGuard
 ): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
@@ -39,7 +39,9 @@ export const fromReadable = (
         const passed = guard.pass(next)
         if (passed.length > 0) batch.push(passed)
       }
-      if (readable.readableEnded && !finished) {
+      // smtp-server ends the message's stream when the final dot arrives: once that stream is read to its last
+      // byte, the message is whole, without waiting a turn for the 'end' event.
+      if ((readable.readableEnded || (readable.writableEnded && readable.readableLength === 0)) && !finished) {
         finished = true
         const tail = guard.finish()
         if (tail.length > 0) batch.push(tail)

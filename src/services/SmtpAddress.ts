@@ -7,17 +7,21 @@
  * RET/ENVID, RCPT NOTIFY/ORCPT). Anything that does not decode is rejected with
  * the RFC 5321 / RFC 3463 reply for it before a handler sees it.
  */
+import * as Data from "effect/Data"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
-/** A mailbox as the client wrote it, split at its last `@`. */
-export class Mailbox extends Schema.Class<Mailbox>("Mailbox")({
+/**
+ * A mailbox as the client wrote it, split at its last `@`. A plain data class:
+ * the engine has checked it (RFC 5321 sizes, SMTPUTF8) before building it.
+ */
+export class Mailbox extends Data.Class<{
   /** Exactly what stood between `<` and `>`. */
-  raw: Schema.String,
-  localPart: Schema.String,
+  readonly raw: string
+  readonly localPart: string
   /** The domain, lower-cased (domains are case-insensitive, local parts are not). */
-  domain: Schema.String
-}) {
+  readonly domain: string
+}> {
   /** `localPart@domain`, with the domain lower-cased. */
   get address(): string {
     return `${this.localPart}@${this.domain}`

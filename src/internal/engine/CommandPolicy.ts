@@ -67,7 +67,8 @@ const lineLimit = (verb: string): number => verb === "AUTH" ? 12288 : verb === "
 /** Whether every parameter after the path of a MAIL or RCPT line is well formed. */
 const wellFormedParameters = (line: Buffer): boolean => {
   const end = line.indexOf(">")
-  if (end === -1) return true
+  // No path, or (the common case) the path ends the line.
+  if (end === -1 || end === line.length - 1) return true
   const rest = line.toString("latin1", end + 1).trim()
   return rest === "" || rest.split(/\s+/).every((parameter) => ESMTP_PARAMETER.test(parameter))
 }

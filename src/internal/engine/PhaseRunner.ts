@@ -102,15 +102,15 @@ export class PhaseRunner<R> {
       : Effect.runForkWith(this.context(record, phase, inputs))(body)
     let timedOut = false
     const settle = (exit: Exit.Exit<A, Reject.SmtpRejection>): void => {
-      if (timedOut) return void setImmediate(answer, Exit.fail(Reject.timedOut))
+      if (timedOut) return answer(Exit.fail(Reject.timedOut))
       if (Exit.isFailure(exit)) {
         const defect = Cause.findDefect(exit.cause)
         if (Result.isSuccess(defect)) {
           this.logging.defect(record.session, phase, Cause.die(defect.success))
-          return void setImmediate(answer, Exit.fail(Reject.internalError))
+          return answer(Exit.fail(Reject.internalError))
         }
       }
-      setImmediate(answer, exit)
+      answer(exit)
     }
     const now = fiber.pollUnsafe()
     if (now !== undefined) return void settle(now)

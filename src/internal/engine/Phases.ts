@@ -15,7 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Ref from "effect/Ref"
+import * as MutableRef from "effect/MutableRef"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server"
@@ -178,13 +178,18 @@ export class Phases<Cs, Ts, R> {
       const input = decoded.success
       const transaction = this.state.transactionOf(connection)
       const withInput = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, key, input)
-      const body = Effect.andThen(
+      this.runner.run(
+        connection,
+        phase,
+        Effect.isEffect(transaction) ? Effect.map(transaction, withInput) : withInput(transaction),
         chain,
-        Effect.suspend(() =>
-          connection.transaction === undefined ? Effect.void : Ref.update(connection.transaction.ref, (envelope) => record(envelope, input))
-        )
+        (exit) => {
+          // Accepted: the envelope records it before the reply lets the client go on.
+          const current = connection.transaction
+          if (Exit.isSuccess(exit) && current !== undefined) MutableRef.update(current.ref.ref, (envelope) => record(envelope, input))
+          replyTo(done)(exit)
+        }
       )
-      this.runner.run(connection, phase, Effect.isEffect(transaction) ? Effect.map(transaction, withInput) : withInput(transaction), body, replyTo(done))
     }
   }
 
@@ -201,19 +206,21 @@ export class Phases<Cs, Ts, R> {
     const guard = new MessageGuard.MessageGuard(this.guardPolicy)
     const message = Message.of({ stream: MessageBody.fromReadable(stream, this.settings.maxMessageSize, guard) })
     const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
-    const body = Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void))
     const start = (): void => {
       stream.off("readable", start)
       stream.off("close", start)
       const transaction = this.state.transactionOf(record)
+      // A transaction with state of its own releases it before the reply; one without has nothing to release.
+      const scoped = Effect.isEffect(transaction) || transaction.scope !== undefined
       const fiber = this.runner.run(
         record,
         "data",
         Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
-        body,
+        scoped ? Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)) : this.chains.data,
         (exit) =>
           // The verdict on the content wins over the handler's, and it is known only once all of it was read.
           MessageBody.drain(stream, guard, () => {
+            if (!scoped) record.transaction = undefined
             record.inData = false
             record.delivering = undefined
             if (guard.verdict !== undefined) done(replyError(guard.verdict))

@@ -40,7 +40,10 @@ const internals = {
     methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand"],
     fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand"]
   },
-  SMTPStream: { methods: ["_write"], fields: ["_dataMode", "_remainder", "isClosed"] }
+  SMTPStream: {
+    methods: ["_write", "_feedDataStream", "_endDataMode", "_countDataBytes"],
+    fields: ["_dataMode", "_dataStream", "_remainder", "_lastBytes", "_atDataStart", "isClosed"]
+  }
 } as const
 
 const installedVersion = (): string => {
@@ -175,11 +178,14 @@ export const replyError = (rejection: Reject.SmtpRejection): ReplyError =>
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
 const CR = 0x0d
 const LF = 0x0a
+const DOT = 0x2e
+/** A line that starts with a dot: an escape, the end of the message, or (leniently) content. */
+const LINE_DOT = Buffer.from("\n.")
 
 const handshakeTimedOut = (): Error => Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" })
 
-/** smtp-server's parser, telling its connection what the client sent ahead of each command and whether a line is open. */
-class CommandParser extends SMTPStream {
+/** smtp-server's parser, telling its connection what the client sent ahead of each command and whether a line is open (exported for its tests). */
+export class CommandParser extends SMTPStream {
   readonly input = new PipelinedInput()
   /** The length of the write being processed: the parser's own re-entries handle parts of it. */
   writing: number | undefined = undefined
@@ -198,6 +204,64 @@ class CommandParser extends SMTPStream {
     // A closed parser (its connection gone, or retired by STARTTLS) only drains what it holds.
     if (!this.isClosed) this.lineOpen(!this._dataMode && chunk.length > 0 && chunk[chunk.length - 1] !== LF)
     super._write(chunk, encoding, done)
+  }
+
+  /**
+   * smtp-server's DATA reader, the same rules without its per-byte loop: a chunk's line-leading dots are found
+   * with `indexOf`, and the chunk goes to the message stream in one write, not one per escape dot with a turn of
+   * the event loop between them. As upstream: the last 4 bytes wait for the next chunk (the end sequence may
+   * straddle it), only CRLF "." CRLF ends the message, a leading ".." loses one dot, and positions upstream never
+   * looks at (the first two of a chunk, the last two) are left alone.
+   */
+  override _feedDataStream(input: Buffer, done: () => void): void {
+    const dataStream = this._dataStream
+    let chunk = input
+    if (this._lastBytes !== false && this._lastBytes.length > 0) {
+      chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length)
+      this._lastBytes = false
+    }
+    if (this._atDataStart && chunk.length >= 3 && chunk[0] === DOT && chunk[1] === CR && chunk[2] === LF) {
+      return this._endDataMode(false, chunk.subarray(3), done)
+    }
+    if (this._atDataStart && chunk.length >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
+      chunk = chunk.subarray(1)
+      this._atDataStart = false
+    }
+    const length = chunk.length
+    const parts: Array<Buffer> = []
+    let start = 0
+    for (let at = chunk.indexOf(LINE_DOT, 1); at !== -1; at = chunk.indexOf(LINE_DOT, at)) {
+      const dot = at + 1
+      if (dot >= length - 2) break
+      if (chunk[dot - 2] === CR && chunk[dot + 1] === CR && chunk[dot + 2] === LF) {
+        parts.push(chunk.subarray(start, dot))
+        const content = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+        this._countDataBytes(content.length)
+        return this._endDataMode(content, chunk.subarray(dot + 3), done)
+      }
+      if (chunk[dot + 1] === DOT) {
+        parts.push(chunk.subarray(start, dot))
+        start = dot + 1
+        at = dot + 2
+      } else {
+        at = dot
+      }
+    }
+    const tail = chunk.subarray(start)
+    this._lastBytes = tail.length < 4 ? tail : tail.subarray(tail.length - 4)
+    if (tail.length > this._lastBytes.length) parts.push(tail.subarray(0, tail.length - this._lastBytes.length))
+    if (parts.length === 0 || dataStream === null) return done()
+    const content = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    this._countDataBytes(content.length)
+    if (!dataStream.writable || dataStream.write(content) || dataStream.destroyed) return done()
+    // A stream the app destroys never drains, it only closes.
+    const resume = () => {
+      dataStream.off("drain", resume)
+      dataStream.off("close", resume)
+      done()
+    }
+    dataStream.once("drain", resume)
+    dataStream.once("close", resume)
   }
 
   /** Bytes received after the line being handled: the rest of its chunk and the writes queued behind it. */

@@ -14,7 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import { Duplex } from "node:stream"
-import type { StreamSocket } from "./engine/SmtpServerHooks.ts"
+import type { StreamSocket } from "./engine/Hooks.ts"
 
 /** One end of an in-memory connection. */
 export class MemorySocket extends Duplex implements StreamSocket {

@@ -17,7 +17,7 @@ import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
 import * as Reject from "../../phases/Reject.ts"
 import type * as SmtpSession from "../../services/SmtpSession.ts"
 import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
-import type { Connection } from "./SmtpServerHooks.ts"
+import type { Connection } from "./Hooks.ts"
 
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
 export interface Transaction<Cs, Ts, R> {

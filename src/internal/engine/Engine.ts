@@ -23,6 +23,7 @@ import * as Logging from "./Logging.ts"
 import { PhaseRunner } from "./PhaseRunner.ts"
 import { Phases } from "./Phases.ts"
 import { SessionState } from "./SessionState.ts"
+import type * as Hooks from "./Hooks.ts"
 import * as SmtpServerHooks from "./SmtpServerHooks.ts"
 
 /** How long a refused connection may stay open while its refusal is read. */
@@ -30,7 +31,7 @@ const REFUSED_LINGER = Duration.seconds(5)
 
 /** The engine: an smtp-server instance wired to an app. */
 export interface SmtpEngine {
-  readonly server: SmtpServerHooks.Server
+  readonly server: Hooks.Server
   /** Open connections. */
   readonly connections: () => number
   /** Connections with a handler running (a message in flight, for instance). */
@@ -73,8 +74,17 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   ]
   const disabledBeforeTls = [...disabled, "AUTH"]
 
-  const hooks: SmtpServerHooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
+  const hooks: Hooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
     admit: (client) => registry.limitFor(client),
+    refused: (socket, client, rejection) => {
+      logging.smtpServer.info({ host: client, tnx: "refused" }, "refused %s: %s", client, rejection.message)
+      socket.on("error", () => undefined)
+      // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
+      socket.resume()
+      const cancel = alarm.after(REFUSED_LINGER, () => socket.destroy())
+      socket.once("close", cancel)
+      socket.end(`${rejection.line}\r\n`)
+    },
     count: (client, kind) => registry.count(client, kind === "connection"),
     opened: (connection) => {
       const record = state.open(connection, shuttingDown)
@@ -99,7 +109,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       if (shuttingDown && final && record.draining && !isBusy(record) && !connection.ended) connection.refuse(Reject.shuttingDown)
     },
     upgrading: (record) => record.stalled?.(),
-    deadline: (kind, expire) => alarm.after(kind === "tlsHandshake" ? settings.tlsHandshakeTimeout : REFUSED_LINGER, expire),
+    handshakeDeadline: (expire) => alarm.after(settings.tlsHandshakeTimeout, expire),
     logger: logging.smtpServer
   }
 
@@ -128,7 +138,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     }),
     logger: logging.smtpServer,
     onConnect: phases.connect,
-    ...(app.secure.length > 0 ? { onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: SmtpServerHooks.ReplyError | null) => void) => phases.secure(session, done) } : {}),
+    ...(app.secure.length > 0 ? { onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: Hooks.ReplyError | null) => void) => phases.secure(session, done) } : {}),
     ...(app.auth.length > 0 ? { onAuth: phases.auth } : {}),
     // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
     ...(app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0 ? { onMailFrom: phases.mailFrom, onRcptTo: phases.rcptTo } : {}),

@@ -24,10 +24,14 @@ import type * as Alarm from "../Alarm.ts"
 import { PhaseRun, type Run } from "../MiddlewareChain.ts"
 import type { PhaseHost } from "./Connections.ts"
 import type { Logging } from "./Logging.ts"
-import { replyError, type ReplyError } from "./SmtpServerHooks.ts"
+import type { ReplyError } from "./Hooks.ts"
 
 /** The services a phase runs with: here already, or the Effect that builds them first. */
 export type Inputs<I, R> = Context.Context<I> | Effect.Effect<Context.Context<I>, Reject.SmtpRejection, R>
+
+/** The reply error for `rejection`. */
+export const replyError = (rejection: Reject.SmtpRejection): ReplyError =>
+  Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
 
 /** The reply for a phase that failed. */
 export const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {

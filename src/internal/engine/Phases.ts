@@ -32,9 +32,9 @@ import { compose, endOfChain } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
-import { type PhaseRunner, replyFor, replyTo } from "./PhaseRunner.ts"
+import { type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
 import type { SessionState } from "./SessionState.ts"
-import { replyError, type ReplyError } from "./SmtpServerHooks.ts"
+import type { ReplyError } from "./Hooks.ts"
 
 type Done = (error: ReplyError | null) => void
 

@@ -20,7 +20,7 @@ import type { SmtpApp } from "../../phases/SmtpApp.ts"
 import * as SmtpSession from "../../services/SmtpSession.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { ConnectionRecord, Transaction } from "./Connections.ts"
-import type { Connection } from "./SmtpServerHooks.ts"
+import type { Connection } from "./Hooks.ts"
 
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()

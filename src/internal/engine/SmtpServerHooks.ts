@@ -13,14 +13,15 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { createRequire } from "node:module"
 import * as net from "node:net"
-import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import { SMTPServer } from "smtp-server"
-import type { SMTPServerOptions, SMTPServerSession } from "smtp-server"
+import type { SMTPServerOptions } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
 import { SMTPStream } from "smtp-server/lib/smtp-stream.js"
 import * as Reject from "../../phases/Reject.ts"
 import * as CommandPolicy from "./CommandPolicy.ts"
+import type { Connection, Hooks, Peer, Server, StreamSocket } from "./Hooks.ts"
+import * as DataInput from "./DataInput.ts"
 import { PipelinedInput } from "./PipelinedInput.ts"
 
 /** The installed smtp-server lacks internals the engine is built on. */
@@ -48,9 +49,8 @@ const internals = {
 
 const installedVersion = (): string => {
   try {
-    const manifest: unknown = createRequire(import.meta.url)("smtp-server/package.json")
-    const found = typeof manifest === "object" && manifest !== null ? Reflect.get(manifest, "version") : undefined
-    return typeof found === "string" ? found : "unknown"
+    const version: unknown = Reflect.get(createRequire(import.meta.url)("smtp-server/package.json"), "version")
+    return typeof version === "string" ? version : "unknown"
   } catch {
     return "unknown"
   }
@@ -86,12 +86,6 @@ export const check: Effect.Effect<void, SmtpServerVersionError> = Effect.suspend
   return Effect.fail(new SmtpServerVersionError({ version, missing: absent, message }))
 })
 
-/** A stream a connection can run on: what smtp-server's connection uses of a socket besides reading and writing. */
-export interface StreamSocket extends Duplex {
-  setTimeout(timeout: number, callback?: () => void): this
-  readonly readyState: string
-}
-
 // smtp-server's types ask for a `net.Socket`, but its connection reads and writes the socket as a stream and uses
 // nothing else of it but `setTimeout` and `readyState` (a `tls.TLSSocket` wraps any stream the same way): these
 // overloads say so, for connections a listener other than smtp-server's own hands over.
@@ -102,85 +96,8 @@ declare module "smtp-server" {
   }
 }
 
-/** Where a connection comes from, for a listener other than smtp-server's own. */
-export interface Peer {
-  readonly id: string
-  readonly remoteAddress: string
-  readonly remotePort: number
-  readonly localAddress: string
-  readonly localPort: number
-}
-
-/** What the engine may do with a connection. */
-export interface Connection {
-  readonly session: SMTPServerSession
-  /** The address the connection counts against in the per-client limit. */
-  readonly client: string
-  /** The connection is closing or closed: nothing more can be said on it. */
-  readonly ended: boolean
-  /** Answers with `rejection` and reads on. */
-  reply(rejection: Reject.SmtpRejection): void
-  /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
-  refuse(rejection: Reject.SmtpRejection): void
-  /** When replies wait for the client to read them: calls `then` once, when they were read or the socket closed. */
-  whenRepliesRead(then: () => void): (() => void) | undefined
-  /** Drops the connection. */
-  destroy(): void
-}
-
-/** What a listener-independent server offers the engine. */
-export interface Server {
-  /** smtp-server's own errors: a connection's socket failing in the middle of a transaction, for instance. */
-  on(event: "error", listener: (error: Error) => void): this
-  /** smtp-server's TCP listener. */
-  readonly listener: net.Server
-  listen(port: number, host: string, listening: () => void): void
-  /** Stops listening; `closed` runs once every connection has gone (or smtp-server's close timeout). */
-  close(closed: () => void): void
-  /** Serves a connection on `socket`; false when a connection limit refused it. */
-  accept(socket: StreamSocket, peer: Peer): boolean
-  /** Runs smtp-server's implicit TLS handshake on `socket`, then serves the connection. */
-  acceptSecure(socket: StreamSocket, peer: Peer, refused: () => void): void
-}
-
-/** What the engine decides and hears; `C` is its record of a connection. */
-export interface Hooks<C> {
-  /** The refusal a new connection from `client` gets, if a connection limit refuses it. */
-  readonly admit: (client: string) => Reject.SmtpRejection | undefined
-  /** Counts a connection (or an implicit TLS handshake) from `client` until the returned function runs. */
-  readonly count: (client: string, kind: "connection" | "handshake") => () => void
-  /** A connection begins: the engine's record of it. */
-  readonly opened: (connection: Connection) => C
-  readonly rules: CommandPolicy.Rules
-  /** The server is shutting down for this connection. */
-  readonly draining: (record: C) => boolean
-  /** The commands not offered on the connection as it is now. */
-  readonly disabledCommands: (secure: boolean) => Array<string>
-  /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
-  readonly lineOpen: (record: C, open: boolean) => void
-  /** A reply was written. */
-  readonly replied: (record: C, code: number, text: string) => void
-  /** The connection starts STARTTLS. */
-  readonly upgrading: (record: C) => void
-  /** Arms a deadline: a TLS handshake's, or a refused connection's last chance to read its refusal. */
-  readonly deadline: (kind: "tlsHandshake" | "refusedLinger", expire: () => void) => () => void
-  /** Logs smtp-server's own messages. */
-  readonly logger: SMTPServer["logger"]
-}
-
-/** A reply error as smtp-server reads it. */
-export type ReplyError = Error & { responseCode: number }
-
-/** The reply error for `rejection`. */
-export const replyError = (rejection: Reject.SmtpRejection): ReplyError =>
-  Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
-
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
-const CR = 0x0d
 const LF = 0x0a
-const DOT = 0x2e
-/** A line that starts with a dot: an escape, the end of the message, or (leniently) content. */
-const LINE_DOT = Buffer.from("\n.")
 
 const handshakeTimedOut = (): Error => Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" })
 
@@ -207,53 +124,28 @@ export class CommandParser extends SMTPStream {
   }
 
   /**
-   * smtp-server's DATA reader, the same rules without its per-byte loop: a chunk's line-leading dots are found
-   * with `indexOf`, and the chunk goes to the message stream in one write, not one per escape dot with a turn of
-   * the event loop between them. As upstream: the last 4 bytes wait for the next chunk (the end sequence may
-   * straddle it), only CRLF "." CRLF ends the message, a leading ".." loses one dot, and positions upstream never
-   * looks at (the first two of a chunk, the last two) are left alone.
+   * smtp-server's DATA reader with the same rules (see `DataInput`), without its per-byte loop and its turn of
+   * the event loop per escape dot: each chunk goes to the message stream in one write.
    */
   override _feedDataStream(input: Buffer, done: () => void): void {
-    const dataStream = this._dataStream
     let chunk = input
     if (this._lastBytes !== false && this._lastBytes.length > 0) {
       chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length)
       this._lastBytes = false
     }
-    if (this._atDataStart && chunk.length >= 3 && chunk[0] === DOT && chunk[1] === CR && chunk[2] === LF) {
-      return this._endDataMode(false, chunk.subarray(3), done)
-    }
-    if (this._atDataStart && chunk.length >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
+    if (this._atDataStart && DataInput.endsAtOnce(chunk)) return this._endDataMode(false, chunk.subarray(3), done)
+    if (this._atDataStart && DataInput.escapedAtStart(chunk)) {
       chunk = chunk.subarray(1)
       this._atDataStart = false
     }
-    const length = chunk.length
-    const parts: Array<Buffer> = []
-    let start = 0
-    for (let at = chunk.indexOf(LINE_DOT, 1); at !== -1; at = chunk.indexOf(LINE_DOT, at)) {
-      const dot = at + 1
-      if (dot >= length - 2) break
-      if (chunk[dot - 2] === CR && chunk[dot + 1] === CR && chunk[dot + 2] === LF) {
-        parts.push(chunk.subarray(start, dot))
-        const content = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-        this._countDataBytes(content.length)
-        return this._endDataMode(content, chunk.subarray(dot + 3), done)
-      }
-      if (chunk[dot + 1] === DOT) {
-        parts.push(chunk.subarray(start, dot))
-        start = dot + 1
-        at = dot + 2
-      } else {
-        at = dot
-      }
+    const { content, rest, kept } = DataInput.scan(chunk)
+    if (content !== undefined) this._countDataBytes(content.length)
+    if (rest !== undefined) return this._endDataMode(content ?? false, rest, done)
+    this._lastBytes = kept
+    const dataStream = this._dataStream
+    if (content === undefined || dataStream === null || !dataStream.writable || dataStream.write(content) || dataStream.destroyed) {
+      return done()
     }
-    const tail = chunk.subarray(start)
-    this._lastBytes = tail.length < 4 ? tail : tail.subarray(tail.length - 4)
-    if (tail.length > this._lastBytes.length) parts.push(tail.subarray(0, tail.length - this._lastBytes.length))
-    if (parts.length === 0 || dataStream === null) return done()
-    const content = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
-    this._countDataBytes(content.length)
-    if (!dataStream.writable || dataStream.write(content) || dataStream.destroyed) return done()
     // A stream the app destroys never drains, it only closes.
     const resume = () => {
       dataStream.off("drain", resume)
@@ -276,7 +168,6 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   readonly record: C
   readonly client: string
   private readonly release: () => void
-  private released = false
   private greeted = false
   /** The verb of the command being handled ("" in an AUTH exchange). */
   private verb = ""
@@ -296,31 +187,15 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     this.record = this.hooks.opened(this)
   }
 
-  get ended(): boolean {
-    return this._closing || this._closed
-  }
-  get saslResponse(): boolean {
-    return this._nextHandler !== false
-  }
-  get helo(): boolean {
-    return this.openingCommand === "HELO"
-  }
-  get authenticated(): boolean {
-    return Boolean(this.session.user)
-  }
-  get draining(): boolean {
-    return this.hooks.draining(this.record)
-  }
-  ahead(): number {
-    return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength
-  }
+  get ended(): boolean { return this._closing || this._closed }
+  get saslResponse(): boolean { return this._nextHandler !== false }
+  get helo(): boolean { return this.openingCommand === "HELO" }
+  get authenticated(): boolean { return Boolean(this.session.user) }
+  get draining(): boolean { return this.hooks.draining(this.record) }
+  ahead(): number { return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength }
 
-  /** Greets without smtp-server's wait for clients that talk first. */
-  greetNow(): void {
-    this.connectionReady()
-  }
   override connectionReady(next?: () => void): void {
-    // Once only: the early-talker timer of init() still calls it after greetNow.
+    // Once only: the early-talker timer of init() still calls it when the connection was greeted at once.
     if (this.greeted) return
     this.greeted = true
     super.connectionReady(next)
@@ -387,17 +262,17 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   whenRepliesRead(then: () => void): (() => void) | undefined {
     const socket = this._socket
     if (!socket.writableNeedDrain || socket.destroyed) return undefined
-    const done = () => {
-      socket.off("drain", done)
-      socket.off("close", done)
+    const stop = () => {
+      socket.off("drain", read)
+      socket.off("close", read)
+    }
+    const read = () => {
+      stop()
       then()
     }
-    socket.once("drain", done)
-    socket.once("close", done)
-    return () => {
-      socket.off("drain", done)
-      socket.off("close", done)
-    }
+    socket.once("drain", read)
+    socket.once("close", read)
+    return stop
   }
 
   destroy(): void {
@@ -413,7 +288,7 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   override _armTimeout(socket?: net.Socket): void {
     // upgrade() arms the TLS socket it has just made: the handshake must end within its deadline.
     if (socket instanceof tls.TLSSocket && socket !== this._socket && this._upgrading) {
-      const cancel = this.hooks.deadline("tlsHandshake", () => socket.destroy(handshakeTimedOut()))
+      const cancel = this.hooks.handshakeDeadline(() => socket.destroy(handshakeTimedOut()))
       socket.once("secure", cancel)
       socket.once("close", cancel)
     }
@@ -423,9 +298,8 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   override _onClose(): void {
     super._onClose()
     this.hooks.lineOpen(this.record, false)
-    // Released here rather than on the socket's "close": STARTTLS removes every listener from the plaintext socket.
-    if (this.released) return
-    this.released = true
+    // Released here (once: the registry's release is idempotent) rather than on the socket's "close": STARTTLS
+    // removes every listener from the plaintext socket.
     this.release()
   }
 }
@@ -477,13 +351,7 @@ class HookedServer<C> extends SMTPServer implements Server {
     const client = peer?.remoteAddress ?? socket.remoteAddress ?? ""
     const refused = this.hooks.admit(client)
     if (refused !== undefined) {
-      this.logger.info({ host: client, tnx: "refused" }, "refused %s: %s", client, refused.message)
-      socket.on("error", () => undefined)
-      // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
-      socket.resume()
-      const cancel = this.hooks.deadline("refusedLinger", () => socket.destroy())
-      socket.once("close", cancel)
-      socket.end(`${refused.line}\r\n`)
+      this.hooks.refused(socket, client, refused)
       return false
     }
     const connection = new HookedConnection(this, socket, peer, client, this.hooks.count(client, "connection"))
@@ -491,7 +359,8 @@ class HookedServer<C> extends SMTPServer implements Server {
     connection.on("error", (error: Error) => this._onError(error))
     connection.on("connect", (data: Parameters<SMTPServer["_onClientConnect"]>[0]) => this._onClientConnect(data))
     connection.init()
-    if (greetNow) connection.greetNow()
+    // Without smtp-server's wait for clients that talk first.
+    if (greetNow) connection.connectionReady()
     return true
   }
 
@@ -509,15 +378,9 @@ class HookedServer<C> extends SMTPServer implements Server {
     const release = super._acceptSocket(socket, handshake)
     if (release === false) return false
     const uncount = this.hooks.count(client, "handshake")
-    let counted = true
-    const done = () => {
-      if (!counted) return
-      counted = false
-      uncount()
-    }
-    socket.once("close", done)
+    socket.once("close", uncount)
     return () => {
-      done()
+      uncount()
       release()
     }
   }
@@ -525,7 +388,7 @@ class HookedServer<C> extends SMTPServer implements Server {
   override _upgrade(socket: net.Socket, callback: (error: Error | null, tlsSocket?: tls.TLSSocket) => void): void {
     // The handshake must end within its deadline, however its bytes trickle in. The TLS socket is the one to
     // destroy: tearing the raw one down under it would skip its error handling.
-    const cancel = this.hooks.deadline("tlsHandshake", () => (this._pendingSockets.get(socket) ?? socket).destroy(handshakeTimedOut()))
+    const cancel = this.hooks.handshakeDeadline(() => (this._pendingSockets.get(socket) ?? socket).destroy(handshakeTimedOut()))
     super._upgrade(socket, (error, tlsSocket) => {
       cancel()
       callback(error, tlsSocket)

@@ -1,0 +1,88 @@
+/**
+ * What the engine and smtp-server's door (`SmtpServerHooks`) say to each
+ * other: the hooks the engine implements, the connection and server the door
+ * hands it, and the sockets a listener can hand the door. Types only: nothing
+ * here knows smtp-server's internals.
+ */
+import type * as net from "node:net"
+import type { Duplex } from "node:stream"
+import type { SMTPServer, SMTPServerSession } from "smtp-server"
+import type * as Reject from "../../phases/Reject.ts"
+import type * as CommandPolicy from "./CommandPolicy.ts"
+
+/** A stream a connection can run on: what smtp-server's connection uses of a socket besides reading and writing. */
+export interface StreamSocket extends Duplex {
+  setTimeout(timeout: number, callback?: () => void): this
+  readonly readyState: string
+}
+
+/** Where a connection comes from, for a listener other than smtp-server's own. */
+export interface Peer {
+  readonly id: string
+  readonly remoteAddress: string
+  readonly remotePort: number
+  readonly localAddress: string
+  readonly localPort: number
+}
+
+/** What the engine may do with a connection. */
+export interface Connection {
+  readonly session: SMTPServerSession
+  /** The address the connection counts against in the per-client limit. */
+  readonly client: string
+  /** The connection is closing or closed: nothing more can be said on it. */
+  readonly ended: boolean
+  /** Answers with `rejection` and reads on. */
+  reply(rejection: Reject.SmtpRejection): void
+  /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
+  refuse(rejection: Reject.SmtpRejection): void
+  /** When replies wait for the client to read them: calls `then` once, when they were read or the socket closed. */
+  whenRepliesRead(then: () => void): (() => void) | undefined
+  /** Drops the connection. */
+  destroy(): void
+}
+
+/** What a listener-independent server offers the engine. */
+export interface Server {
+  /** smtp-server's own errors: a connection's socket failing in the middle of a transaction, for instance. */
+  on(event: "error", listener: (error: Error) => void): this
+  /** smtp-server's TCP listener. */
+  readonly listener: net.Server
+  listen(port: number, host: string, listening: () => void): void
+  /** Stops listening; `closed` runs once every connection has gone (or smtp-server's close timeout). */
+  close(closed: () => void): void
+  /** Serves a connection on `socket`; false when a connection limit refused it. */
+  accept(socket: StreamSocket, peer: Peer): boolean
+  /** Runs smtp-server's implicit TLS handshake on `socket`, then serves the connection. */
+  acceptSecure(socket: StreamSocket, peer: Peer, refused: () => void): void
+}
+
+/** What the engine decides and hears; `C` is its record of a connection. */
+export interface Hooks<C> {
+  /** The refusal a new connection from `client` gets, if a connection limit refuses it. */
+  readonly admit: (client: string) => Reject.SmtpRejection | undefined
+  /** A connection a limit refused: the engine answers it and lets it go. */
+  readonly refused: (socket: StreamSocket, client: string, rejection: Reject.SmtpRejection) => void
+  /** Counts a connection (or an implicit TLS handshake) from `client` until the returned function first runs. */
+  readonly count: (client: string, kind: "connection" | "handshake") => () => void
+  /** A connection begins: the engine's record of it. */
+  readonly opened: (connection: Connection) => C
+  readonly rules: CommandPolicy.Rules
+  /** The server is shutting down for this connection. */
+  readonly draining: (record: C) => boolean
+  /** The commands not offered on the connection as it is now. */
+  readonly disabledCommands: (secure: boolean) => Array<string>
+  /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
+  readonly lineOpen: (record: C, open: boolean) => void
+  /** A reply was written. */
+  readonly replied: (record: C, code: number, text: string) => void
+  /** The connection starts STARTTLS. */
+  readonly upgrading: (record: C) => void
+  /** Arms the deadline of a TLS handshake. */
+  readonly handshakeDeadline: (expire: () => void) => () => void
+  /** Logs smtp-server's own messages. */
+  readonly logger: SMTPServer["logger"]
+}
+
+/** A reply error as smtp-server reads it. */
+export type ReplyError = Error & { responseCode: number }

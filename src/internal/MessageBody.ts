@@ -53,9 +53,8 @@ export const fromReadable = (
       if (readable.destroyed) return Effect.fail(Reject.readFailed)
       return undefined
     }
-    return Effect.callback<Chunks, Reject.SmtpRejection | Cause.Done>((resume) => {
-      const now = take()
-      if (now !== undefined) return resume(now)
+    // Waits for more of the message; a pull that finds something at once needs no waiting at all.
+    const more = Effect.callback<Chunks, Reject.SmtpRejection | Cause.Done>((resume) => {
       const retry = () => {
         const later = take()
         if (later === undefined) return
@@ -74,6 +73,7 @@ export const fromReadable = (
       readable.on("error", retry)
       return Effect.sync(detach)
     })
+    return Effect.suspend(() => take() ?? more)
   }))
 
 /**

@@ -15,6 +15,7 @@ import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
 import * as Reject from "../../phases/Reject.ts"
+import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as SmtpSession from "../../services/SmtpSession.ts"
 import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Connection } from "./Hooks.ts"
@@ -38,6 +39,8 @@ export interface PhaseHost {
   readonly fibers: Set<Fiber.Fiber<unknown, unknown>>
   /** From DATA until its reply: a message in flight, even before its handler starts or after it ends. */
   inData: boolean
+  /** The log annotations of each phase's runs, made at the first. */
+  readonly annotations: { [P in Phase]?: Readonly<Record<string, unknown>> }
 }
 
 /** What the deadlines of a connection need. */

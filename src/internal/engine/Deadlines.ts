@@ -61,15 +61,14 @@ export class Deadlines {
   }
 
   /** smtp-server stops reading commands while replies wait for the client to read them: this bounds the wait. */
-  replies(record: Watched, onStall: () => void): void {
-    if (record.stalled !== undefined) return
+  replies<W extends Watched>(record: W, onStall: (record: W) => void): void {
+    if (record.stalled !== undefined || !record.connection.repliesWaiting) return
     let cancelDeadline: Alarm.Cancel = () => undefined
     const stopWaiting = record.connection.whenRepliesRead(() => {
       record.stalled = undefined
       cancelDeadline()
     })
-    if (stopWaiting === undefined) return
-    cancelDeadline = this.alarm.after(this.timeouts.writeStallTimeout, onStall)
+    cancelDeadline = this.alarm.after(this.timeouts.writeStallTimeout, () => onStall(record))
     record.stalled = () => {
       record.stalled = undefined
       stopWaiting()

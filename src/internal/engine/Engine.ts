@@ -74,6 +74,12 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
   ]
   const disabledBeforeTls = [...disabled, "AUTH"]
 
+  // A client that leaves its replies unread past writeStallTimeout.
+  const stalled = (record: ConnectionRecord<Cs, Ts, R>): void => {
+    logging.warning(record.session, "client left its replies unread, disconnecting")
+    record.connection.destroy()
+  }
+
   const hooks: Hooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
     admit: (client) => registry.limitFor(client),
     refused: (socket, client, rejection) => {
@@ -100,10 +106,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
       const connection = record.connection
       // An answer to a client that has gone (its handler interrupted) is not a rejection worth a log line.
       if (code >= 400 && !connection.ended) logging.rejection(record.session, code, text)
-      deadlines.replies(record, () => {
-        logging.warning(record.session, "client left its replies unread, disconnecting")
-        connection.destroy()
-      })
+      deadlines.replies(record, stalled)
       // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
       const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
       if (shuttingDown && final && record.draining && !isBusy(record) && !connection.ended) connection.refuse(Reject.shuttingDown)

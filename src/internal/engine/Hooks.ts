@@ -36,8 +36,10 @@ export interface Connection {
   reply(rejection: Reject.SmtpRejection): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
-  /** When replies wait for the client to read them: calls `then` once, when they were read or the socket closed. */
-  whenRepliesRead(then: () => void): (() => void) | undefined
+  /** Replies wait for the client to read them. */
+  readonly repliesWaiting: boolean
+  /** Calls `then` once, when the replies waiting were read or the socket closed; returns what stops waiting. */
+  whenRepliesRead(then: () => void): () => void
   /** Drops the connection. */
   destroy(): void
 }

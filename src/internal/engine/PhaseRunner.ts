@@ -80,7 +80,12 @@ export class PhaseRunner<R> {
 
   /** The context a run of `phase` starts in: its inputs, annotated for the logs and marked for the chain. */
   context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>): Context.Context<I> {
-    const annotated = this.annotated(record, phase, inputs)
+    // The phase's inputs are the same services each time (with other values): their annotations are made once.
+    const annotations = record.annotations[phase]
+    const annotated = annotations === undefined
+      ? this.annotated(record, phase, inputs)
+      : Context.add(inputs, References.CurrentLogAnnotations, annotations)
+    record.annotations[phase] ??= Context.get(annotated, References.CurrentLogAnnotations)
     const run: Run = { reached: 0, context: Context.empty(), keys: this.keysOf(phase, inputs) }
     const context = Context.add(annotated, PhaseRun, run)
     run.context = context

@@ -100,6 +100,7 @@ export class Phases<Cs, Ts, R> {
     this.guardPolicy = { bareLineEndings: settings.bareLineEndings, nulBytes: settings.nulBytes, maxLineLength: settings.maxLineLength }
     this.mailFrom = this.transactionPhase(
       "mailFrom",
+      app.mailFrom.length === 0,
       this.chains.mailFrom,
       MailFrom,
       decodeMailFrom,
@@ -107,6 +108,7 @@ export class Phases<Cs, Ts, R> {
     )
     this.rcptTo = this.transactionPhase(
       "rcptTo",
+      app.rcptTo.length === 0,
       this.chains.rcptTo,
       RcptTo,
       (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true),
@@ -166,6 +168,7 @@ export class Phases<Cs, Ts, R> {
   /** Runs a phase of the current transaction and records what it accepted in the envelope. */
   private transactionPhase<Input, Key>(
     phase: "mailFrom" | "rcptTo",
+    empty: boolean,
     chain: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | Key>,
     key: Context.Key<Key, Input>,
     decode: (address: SMTPServerAddress, session: SMTPServerSession) => Result.Result<Input, Reject.SmtpRejection>,
@@ -177,6 +180,11 @@ export class Phases<Cs, Ts, R> {
       if (Result.isFailure(decoded)) return void setImmediate(done, replyError(decoded.failure))
       const input = decoded.success
       const transaction = this.state.transactionOf(connection)
+      // A phase without middleware accepts: with its transaction open already, there is nothing to run.
+      if (empty && !Effect.isEffect(transaction)) {
+        MutableRef.update(transaction.ref.ref, (envelope) => record(envelope, input))
+        return done(null)
+      }
       const withInput = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, key, input)
       this.runner.run(
         connection,

@@ -91,6 +91,7 @@ export class SessionState<Cs, Ts, R> {
       draining,
       authFailures: 0,
       inData: false,
+      annotations: {},
       delivering: undefined,
       lineDeadline: undefined,
       stalled: undefined

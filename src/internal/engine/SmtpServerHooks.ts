@@ -259,9 +259,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     this.close()
   }
 
-  whenRepliesRead(then: () => void): (() => void) | undefined {
+  get repliesWaiting(): boolean { return this._socket.writableNeedDrain && !this._socket.destroyed }
+  whenRepliesRead(then: () => void): () => void {
     const socket = this._socket
-    if (!socket.writableNeedDrain || socket.destroyed) return undefined
     const stop = () => {
       socket.off("drain", read)
       socket.off("close", read)

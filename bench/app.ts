@@ -1,6 +1,6 @@
 /**
- * The app both effect-smtp benchmarks run (bench/server.ts over sockets,
- * bench/adapter.ts in process), built only with the public API: three
+ * The app the effect-smtp benchmark server runs (bench/server.ts), built
+ * only with the public API: three
  * pass-through middleware on each of connect, mail from, rcpt to and data
  * (one updates per-connection state in a Ref-backed service, one annotates
  * logs); data drains the stream and accepts; nothing is stored.

@@ -257,6 +257,35 @@ describe("adapter", () => {
       expect(yield* client.reply).toMatch(/^250 /)
     }))
 
+  it.live("a middleware that replaces the whole context around next gets 451: nothing says which run it is", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onMailFrom((next) => Effect.updateContext(next, (_: Context.Context<never>) => Context.empty())),
+        SmtpApp.onMailFrom((next) => next)
+      )
+      const server = yield* serve(app)
+      const client = yield* greeted(server.address.port)
+      yield* client.write("MAIL FROM:<a@x.test>\r\n")
+      expect(yield* client.reply).toBe("451 4.3.0 Internal server error, try again later")
+    }))
+
+  it.live("the close phase runs for every greeted connection, not for a client gone before its greeting", () =>
+    Effect.gen(function*() {
+      const closes = yield* Ref.make(0)
+      const server = yield* serve(SmtpApp.empty.pipe(SmtpApp.onClose((next) => Effect.andThen(Ref.update(closes, (n) => n + 1), next))))
+      // Port probes: connected and gone within smtp-server's wait for clients that talk first.
+      for (let i = 0; i < 3; i++) {
+        const probe = yield* connect(server.address.port)
+        probe.socket.destroy()
+        yield* probe.closed
+      }
+      const client = yield* greeted(server.address.port)
+      yield* client.write("QUIT\r\n")
+      expect(yield* client.reply).toMatch(/^221 /)
+      yield* Effect.sleep("300 millis")
+      expect(yield* Ref.get(closes)).toBe(1)
+    }))
+
   it.live("shutdown between the 354 and the first byte of the message: the message is still received and stored", () =>
     Effect.gen(function*() {
       // The longest shutdownTimeout too: smtp-server's own timer after it must not overflow into 1 ms.

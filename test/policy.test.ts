@@ -475,6 +475,7 @@ describe("CommandPolicy.decide", () => {
     it("counts an AUTH or SASL response that is not base64, and refuses it at the limit", () => {
       expectVerdict(run("AUTH PLAIN !!!!", { junkCommands: 10 }), refused(Reject.tooMuchJunk))
       expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 9 }), rejected(Reject.badBase64, true, true))
+      expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 10 }), refused(Reject.tooMuchJunk))
     })
   })
 

@@ -49,11 +49,14 @@ const runsIn = <A, E, R>(self: Effect.Effect<A, E, R>, context: Context.Context<
 const guarded = <R>(index: number, rest: Effect.Effect<void, Reject.SmtpRejection, R>): Effect.Effect<void, Reject.SmtpRejection> =>
   Effect.withFiber((fiber) => {
     const run = Context.getOrUndefined(fiber.context, PhaseRun)
-    if (run === undefined) return Effect.die(new NextOutsideItsPhase("next ran outside the context of its phase"))
+    // Where the whole context was replaced, nothing says which run this is: a bug of the middleware around it.
+    if (run === undefined) return Effect.die(new NextOutsideItsPhase("next ran with its phase's context replaced"))
     if (run.reached >= index) return Effect.die(new NextCalledTwice(`middleware ${index - 1} ran next twice`))
     run.reached = index
     if (runsIn(rest, fiber.context, run)) return rest
-    return servesPhase<R>(run.context, run) ? Effect.provideContext(rest, run.context) : Effect.die(new NextOutsideItsPhase("the phase lost its services"))
+    // A middleware took some of the phase's services away around `next`: the rest of the chain gets them back.
+    const phase = run.context
+    return servesPhase<R>(phase, run) ? Effect.provideContext(rest, phase) : Effect.die(new NextOutsideItsPhase("a run's context lacks its phase's services"))
   })
 
 /**

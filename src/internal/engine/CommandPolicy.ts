@@ -100,7 +100,9 @@ export const decide = (rules: Rules, facts: Facts, line: Buffer): Verdict => {
     // A SASL response: strict base64, "=" or nothing for an empty one, or "*" to cancel (RFC 4954 section 4).
     if (line.length + 2 > lineLimit("AUTH")) return reject(Reject.lineTooLong, false, true)
     const token = line.toString("latin1").trim()
-    if (token !== "" && !SASL_TOKEN.test(token)) return reject(Reject.badBase64, true, true)
+    if (token !== "" && !SASL_TOKEN.test(token)) {
+      return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.badBase64, true, true)
+    }
     return passSasl
   }
   const length = verbLength(line)

@@ -57,6 +57,8 @@ export interface ConnectionRecord<Cs, Ts, R> extends PhaseHost, Watched {
   readonly scope: Scope.Closeable
   /** The app's services and the connection's `SmtpSession`. */
   readonly base: Context.Context<R | SmtpSession.SmtpSession>
+  /** smtp-server has run the connect phase (a client gone before its greeting never gets there). */
+  connected: boolean
   /** The connection's services, once its state is built (at connect). */
   state: Context.Context<R | SmtpSession.SmtpSession | Cs> | undefined
   transaction: Transaction<Cs, Ts, R> | undefined

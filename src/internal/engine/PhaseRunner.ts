@@ -6,8 +6,8 @@
  * suspends gets the phase's deadline, on the app's Clock; one that completes
  * at once needs neither a timer nor a record. A defect is logged and answered
  * with `451 4.3.0`, a phase past its deadline with `451 4.4.1`, an interrupted
- * one with `421 4.3.2`. The answer always comes on a later turn of the event
- * loop: a synchronous answer would stall pipelined input.
+ * one with `421 4.3.2`. A phase that completes at once is answered at once,
+ * as smtp-server's own handlers answer; one that suspends, when it ends.
  */
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -94,7 +94,8 @@ export class PhaseRunner<R> {
 
   /**
    * Runs `body` for `record` with the services `inputs` and calls `answer`
-   * with its outcome, once, on a later turn. Returns the fiber while it runs.
+   * with its outcome, once (at once if the phase completes at once). Returns
+   * the fiber while it runs.
    */
   run<A, I>(
     record: PhaseHost,

@@ -119,6 +119,7 @@ export class Phases<Cs, Ts, R> {
   /** Builds the connection state, if the app declares any, and runs the connect chain. */
   readonly connect = (session: SMTPServerSession, done: Done): void => {
     const record = this.recordOf(session)
+    record.connected = true
     if (record.state !== undefined && this.app.connect.length === 0) return done(null)
     this.runner.run(record, "connect", record.state ?? this.state.build(record), this.chains.connect, replyTo(done))
   }
@@ -250,13 +251,14 @@ export class Phases<Cs, Ts, R> {
     const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
     // It keeps its client's connection slots until it is done (the client's retry may bring it twice, as with any MTA).
     if (finishing !== undefined) this.registry.adopt(finishing, record.connection.client)
-    const state = record.state
     const { app, runner, chains, settings } = this
     const closing = Effect.gen(function*() {
       record.snapshot = undefined
       yield* Fiber.interruptAll([...record.fibers].filter((fiber) => fiber !== finishing))
       if (finishing !== undefined) yield* Fiber.await(finishing)
-      if (app.close.length === 0 || state === undefined) return
+      // Every connection whose state was built gets its close phase; one gone before its greeting has none.
+      const state = record.state
+      if (app.close.length === 0 || !record.connected || state === undefined) return
       const context = runner.context(record, "close", state)
       yield* Effect.setContext(chains.close, context).pipe(
         Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),

@@ -86,6 +86,7 @@ export class SessionState<Cs, Ts, R> {
       base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(session))),
       snapshot: undefined,
       fibers: new Set(),
+      connected: false,
       state: undefined,
       transaction: undefined,
       draining,

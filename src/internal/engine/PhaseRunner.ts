@@ -60,8 +60,9 @@ export class PhaseRunner<R> {
   }
 
   private keysOf(phase: Phase, inputs: Context.Context<never>): ReadonlyArray<Context.Key<unknown, unknown>> {
+    // The same services every run, as the app's types say; checked, since a state layer could still differ.
     const known = this.keys.get(phase)
-    if (known !== undefined) return known
+    if (known !== undefined && known.every((key) => Context.getOrUndefined(inputs, key) !== undefined)) return known
     const app = this.services.mapUnsafe
     const keys = [...inputs.mapUnsafe.keys()].filter((key) => !app.has(key)).map((key) => Context.Service<unknown>(key))
     this.keys.set(phase, keys)

@@ -69,6 +69,13 @@ export class SessionState<Cs, Ts, R> {
   private readonly serverScope: Scope.Scope
   /** A scope no builder asked first ever touches. */
   private readonly unused = Scope.makeUnsafe()
+  /**
+   * What each builder built at once, or `false`: asked at the first connection and transaction only. An app's
+   * builder either declares no state (it answers at once, always with the same empty state) or builds Layers
+   * into the scope it is given (never at once).
+   */
+  private connectionAtOnce: Context.Context<Cs> | false | undefined = undefined
+  private transactionAtOnce: Context.Context<Ts> | false | undefined = undefined
 
   constructor(app: SmtpApp<Cs, Ts, R>, services: Context.Context<R>, serverScope: Scope.Scope) {
     this.app = app
@@ -97,8 +104,8 @@ export class SessionState<Cs, Ts, R> {
       lineDeadline: undefined,
       stalled: undefined
     }
-    const state = builtAtOnce(this.app.connectionState(record.base, this.unused))
-    if (state !== undefined) record.state = withState(record.base, state)
+    const state = this.connectionAtOnce ??= builtAtOnce(this.app.connectionState(record.base, this.unused)) ?? false
+    if (state !== false) record.state = withState(record.base, state)
     return record
   }
 
@@ -132,13 +139,13 @@ export class SessionState<Cs, Ts, R> {
     const { service, ref } = SmtpTransaction.make(record.session.transaction)
     const base = Context.add(connectionState, SmtpTransaction.SmtpTransaction, service)
     const envelope = record.session.envelope
-    const state = builtAtOnce(this.app.transactionState(base, this.unused))
-    if (state !== undefined && ending === undefined) {
+    const state = this.transactionAtOnce ??= builtAtOnce(this.app.transactionState(base, this.unused)) ?? false
+    if (state !== false && ending === undefined) {
       return record.transaction = { envelope, scope: undefined, ref, context: withState(base, state) }
     }
     return Effect.uninterruptible(ending ?? Effect.void).pipe(
       Effect.andThen(Effect.suspend((): Effect.Effect<Transaction<Cs, Ts, R>, Reject.SmtpRejection, R> => {
-        if (state !== undefined) return Effect.succeed(record.transaction = { envelope, scope: undefined, ref, context: withState(base, state) })
+        if (state !== false) return Effect.succeed(record.transaction = { envelope, scope: undefined, ref, context: withState(base, state) })
         const scope = Scope.forkUnsafe(record.scope)
         return Effect.map(
           this.app.transactionState(base, scope),

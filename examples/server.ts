@@ -4,15 +4,19 @@
  * `examples/server.test.ts` drives it over SMTP and the consumer test runs it from the packed tarball.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Context, Effect, Layer, Redacted, Stream } from "effect"
-import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpServer, SmtpServerConfig, SmtpSession } from "effect-smtp"
+import { Context, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Accept, Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpServer, SmtpServerConfig, SmtpSession } from "effect-smtp"
+
+// The app's user type: what a successful AUTH gives the later phases.
+export class User extends Context.Service<User, { readonly name: string; readonly quota: number }>()("example/User") {}
 
 // The app's own dependency: who may log in.
 export class Users extends Context.Service<Users, {
-  readonly check: (name: string, password: string) => Effect.Effect<boolean>
+  readonly check: (name: string, password: string) => Effect.Effect<Option.Option<User["Service"]>>
 }>()("example/Users") {
   static readonly layer = Layer.succeed(Users, {
-    check: (name, password) => Effect.succeed(name === "alice" && password === "wonderland")
+    check: (name, password) =>
+      Effect.succeed(name === "alice" && password === "wonderland" ? Option.some({ name, quota: 10 }) : Option.none())
   })
 }
 
@@ -27,19 +31,21 @@ export const app = SmtpApp.empty.pipe(
       yield* next
     })
   ),
-  SmtpApp.onAuth((next) =>
+  SmtpApp.onAuth(User, (next) =>
     Effect.gen(function*() {
       const { username, password } = yield* Credentials
-      const users = yield* Users
-      if (yield* users.check(username, Redacted.value(password))) return // accepted
-      yield* next // nobody else accepts: 535 5.7.8
+      const user = yield* Users.use((users) => users.check(username, Redacted.value(password)))
+      if (Option.isSome(user)) return user.value // accepted: the connection's User from now on
+      return yield* next // nobody else accepts: 535 5.7.8
     })
   ),
   SmtpApp.onMailFrom((next) =>
     Effect.gen(function*() {
       const session = yield* SmtpSession.current
       if (!session.secure) return yield* Reject.permanent(530, "5.7.0", "Must issue a STARTTLS command first")
-      yield* MailFrom // the sender, decoded, if a policy needs it
+      const sender = yield* MailFrom
+      const user = yield* Effect.serviceOption(User) // Option<{ name, quota }>: Some once AUTH accepted
+      if (Option.isSome(user)) yield* Accept.ok("2.1.0", `Sender <${sender.address}> ok for ${user.value.name}`)
       yield* next
     })
   ),
@@ -52,9 +58,10 @@ export const app = SmtpApp.empty.pipe(
   ),
   SmtpApp.onData(() =>
     Effect.gen(function*() {
-      const message = yield* Message
-      const bytes = yield* message.stream.pipe(Stream.runFold(() => 0, (n, chunk) => n + chunk.length))
-      yield* Effect.logInfo("received", { bytes })
+      const { envelope, stream } = yield* Message
+      const bytes = yield* stream.pipe(Stream.runFold(() => 0, (n, chunk) => n + chunk.length))
+      yield* Effect.logInfo("received", { from: envelope.mailFrom.address, to: envelope.rcptTo.length, bytes })
+      yield* Accept.ok("2.0.0", `Ok: ${bytes} bytes received`)
     })
   )
 )

@@ -4,10 +4,10 @@
  * with both replaced by test layers, in memory and on the fake clock.
  */
 import { afterAll, expect, layer, vi } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Redacted } from "effect"
+import { Context, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 import * as net from "node:net"
-import { Credentials, RcptTo, Reject, SmtpApp } from "effect-smtp"
+import { Credentials, RcptTo, Reject, SmtpApp, Username } from "effect-smtp"
 import { SmtpTest } from "effect-smtp/testing"
 
 // The app: AUTH checks Users, RCPT TO checks Mailboxes.
@@ -23,10 +23,10 @@ class Mailboxes extends Context.Service<Mailboxes, {
 }>()("app/Mailboxes") {}
 
 const app = SmtpApp.empty.pipe(
-  SmtpApp.onAuth((next) =>
+  SmtpApp.onAuth(Username, (next) =>
     Effect.gen(function*() {
       const { password, username } = yield* Credentials
-      if (yield* Users.use((users) => users.verify(username, password))) return // accepted
+      if (yield* Users.use((users) => users.verify(username, password))) return username // accepted, as this user
       return yield* next // the end of the auth chain answers 535 5.7.8
     })
   ),
@@ -56,6 +56,8 @@ layer(TestServer)("mail server", (it) => {
       yield* TestClock.adjust("1 second") // a failed AUTH is answered after a delay, here on the fake clock
       expect(yield* Fiber.join(wrong)).toMatchObject({ code: 535, enhanced: "5.7.8" })
       expect(yield* client.auth({ method: "PLAIN", username: "alice", password: "secret" })).toMatchObject({ code: 235 })
+      yield* client.quit
+      expect(yield* client.user(Username)).toEqual(Option.some("alice")) // what the app accepted
     }))
   it.effect("checks recipients with Mailboxes, within the rcpt phase timeout", () =>
     Effect.gen(function*() {

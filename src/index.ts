@@ -4,19 +4,26 @@
  * An app (`SmtpApp`) is the middleware of each SMTP phase; `SmtpServer.layer`
  * serves it with the settings of `SmtpServerConfig`. The inputs of a phase are
  * services (`MailFrom`, `RcptTo`, `Credentials`, `Message`), rejections are
- * typed (`Reject`), and the plugins, the Maildir store and the session and
- * envelope types are all here to assemble a mail server from.
+ * typed (`Reject`), success replies can be worded (`Accept`), and the plugins,
+ * the Maildir store and the session and envelope types are all here to
+ * assemble a mail server from.
  */
-export type { Middleware } from "./phases/Middleware.ts"
+export type { DataError, Middleware } from "./phases/Middleware.ts"
+export * as Accept from "./phases/Accept.ts"
+export { PhaseReply, SmtpReply } from "./phases/Accept.ts"
 export * as Reject from "./phases/Reject.ts"
-export { SmtpRejection } from "./phases/Reject.ts"
+export { MessageTooLarge, SmtpRejection } from "./phases/Reject.ts"
+export type { PermanentCode, TemporaryCode } from "./phases/Reject.ts"
 export * as SmtpApp from "./phases/SmtpApp.ts"
+export type { Phase, StateBuilder, UserKey } from "./phases/SmtpApp.ts"
 export * as SmtpAddress from "./services/SmtpAddress.ts"
-export { Credentials, MailFrom, Message, RcptTo } from "./services/PhaseInput.ts"
+export { Mailbox } from "./services/SmtpAddress.ts"
+export type { MailFromAddress, MailParams, RcptParams, RcptToAddress } from "./services/SmtpAddress.ts"
+export { Credentials, MailFrom, Message, RcptTo, Username } from "./services/PhaseInput.ts"
 export { SmtpSession } from "./services/SmtpSession.ts"
 export type { State as SessionState, Tls as SessionTls } from "./services/SmtpSession.ts"
 export { SmtpTransaction } from "./services/SmtpTransaction.ts"
-export type { Envelope } from "./services/SmtpTransaction.ts"
+export type { Envelope, State as TransactionState } from "./services/SmtpTransaction.ts"
 export { MemoryMessages, MessageStore, StorageError } from "./services/MessageStore.ts"
 export type { Delivery, StoredMessage } from "./services/MessageStore.ts"
 export { SmtpListenError, SmtpServer, SmtpServerVersionError } from "./layers/SmtpServer.ts"

@@ -9,6 +9,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Schedule, Scope } from "effect"
+import * as Dns from "effect/net/Dns"
 import { TestClock } from "effect/testing"
 import * as net from "node:net"
 import * as tls from "node:tls"
@@ -21,7 +22,9 @@ import {
   SmtpApp,
   SmtpServer,
   SmtpServerConfig,
-  type SmtpServerSettings
+  type SmtpServerSettings,
+  Username,
+  type UserKey
 } from "../src/index.ts"
 import { documentation, make as makeSettings } from "../src/layers/SmtpServerConfig.ts"
 import { connect, fixtureTls, type RawClient, replyReader, send, startMessage, writer } from "./support.ts"
@@ -42,7 +45,7 @@ interface Case {
 }
 
 /** Starts a server for `app` with the case's variables, in the current scope. */
-type Serve = <Cs, Ts>(app: SmtpApp.SmtpApp<Cs, Ts, MessageStore>) => ReturnType<typeof serveFromEnv>
+type Serve = <Cs, Ts, U extends UserKey>(app: SmtpApp.SmtpApp<Cs, Ts, MessageStore, U>) => ReturnType<typeof serveFromEnv>
 
 // ---------------------------------------------------------------------------
 // The table: one case per variable.
@@ -222,7 +225,7 @@ const cases: ReadonlyArray<Case> = [
     observed: "an auth handler that never ends: AUTH gets 451 4.4.1",
     check: (serve) =>
       Effect.gen(function*() {
-        const client = yield* greeted((yield* serve(SmtpApp.empty.pipe(SmtpApp.onAuth(() => Effect.never)))).port)
+        const client = yield* greeted((yield* serve(SmtpApp.empty.pipe(SmtpApp.onAuth(Username, () => Effect.never)))).port)
         expect(yield* say(client, `AUTH PLAIN ${plain("alice", "secret")}`)).toBe(timedOut)
       })
   },
@@ -415,6 +418,60 @@ const cases: ReadonlyArray<Case> = [
       })
   },
   {
+    variable: "SMTP_REVERSE_LOOKUP",
+    env: { SMTP_REVERSE_LOOKUP: "true" },
+    observed: "the client's name comes from the Dns service (here one that answers in 300 ms): clientHostname is slow.example.test",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        expect(yield* send(server.port, mail)).toMatchObject({ ok: true })
+        expect((yield* server.messages).map((message) => message.session.clientHostname)).toEqual(["slow.example.test"])
+      })
+  },
+  {
+    variable: "SMTP_REVERSE_LOOKUP_TIMEOUT",
+    env: { SMTP_REVERSE_LOOKUP: "true", SMTP_REVERSE_LOOKUP_TIMEOUT: "100 millis" },
+    observed: "a lookup slower than that leaves clientHostname the address literal, [127.0.0.1]",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        expect(yield* send(server.port, mail)).toMatchObject({ ok: true })
+        expect((yield* server.messages).map((message) => message.session.clientHostname)).toEqual(["[127.0.0.1]"])
+      })
+  },
+  {
+    variable: "SMTP_EXTRA_MAIL_PARAMETERS",
+    env: { SMTP_EXTRA_MAIL_PARAMETERS: "XTRACE,xprio" },
+    observed: "MAIL FROM with XTRACE=1 and XPRIO is accepted and the parameters reach the app; XOTHER gets 555 5.5.4",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        const client = yield* greeted(server.port)
+        expect(yield* say(client, "MAIL FROM:<a@x.test> XOTHER=1")).toMatch(/^555 5\.5\.4 /)
+        expect(yield* say(client, "MAIL FROM:<a@x.test> XTRACE=1 XPRIO")).toMatch(/^250 /)
+        expect(yield* say(client, "RCPT TO:<b@x.test>")).toMatch(/^250 /)
+        expect(yield* say(client, "DATA")).toMatch(/^354 /)
+        expect(yield* say(client, "Subject: x\r\n\r\nbody\r\n.")).toMatch(/^250 /)
+        expect((yield* server.messages).map((message) => message.envelope.mailFrom.params.extra)).toEqual([{ XTRACE: "1", XPRIO: "" }])
+      })
+  },
+  {
+    variable: "SMTP_EXTRA_RCPT_PARAMETERS",
+    env: { SMTP_EXTRA_RCPT_PARAMETERS: "XALIAS" },
+    observed: "RCPT TO with XALIAS=team is accepted and the parameter reaches the app; XOTHER gets 555 5.5.4",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        const client = yield* greeted(server.port)
+        expect(yield* say(client, "MAIL FROM:<a@x.test>")).toMatch(/^250 /)
+        expect(yield* say(client, "RCPT TO:<b@x.test> XOTHER=1")).toMatch(/^555 5\.5\.4 /)
+        expect(yield* say(client, "RCPT TO:<b@x.test> XALIAS=team")).toMatch(/^250 /)
+        expect(yield* say(client, "DATA")).toMatch(/^354 /)
+        expect(yield* say(client, "Subject: x\r\n\r\nbody\r\n.")).toMatch(/^250 /)
+        expect((yield* server.messages).map((message) => message.envelope.rcptTo.map((rcpt) => rcpt.params.extra))).toEqual([[{ XALIAS: "team" }]])
+      })
+  },
+  {
     variable: "SMTP_MAX_JUNK_COMMANDS",
     env: { SMTP_MAX_JUNK_COMMANDS: "2" },
     observed: "the third NOOP gets 421 4.7.0 and the connection closes",
@@ -550,6 +607,10 @@ const everything: Env = {
   SMTP_BARE_LINE_ENDINGS: "normalize",
   SMTP_NUL_BYTES: "strip",
   SMTP_MAX_LINE_LENGTH: "2000",
+  SMTP_REVERSE_LOOKUP: "true",
+  SMTP_REVERSE_LOOKUP_TIMEOUT: "9 seconds",
+  SMTP_EXTRA_MAIL_PARAMETERS: "XTRACE",
+  SMTP_EXTRA_RCPT_PARAMETERS: "XALIAS",
   SMTP_MAX_JUNK_COMMANDS: "9",
   SMTP_COMMAND_TIMEOUT: "20 seconds",
   SMTP_DATA_TIMEOUT: "2 minutes",
@@ -570,10 +631,10 @@ const store = SmtpApp.empty.pipe(deliver)
 
 /** Lets alice in with "secret", nobody else; stores every message. */
 const aliceOnly = SmtpApp.empty.pipe(
-  SmtpApp.onAuth((next) =>
+  SmtpApp.onAuth(Username, (next) =>
     Effect.gen(function*() {
       const { password, username } = yield* Credentials
-      if (username === "alice" && Redacted.value(password) === "secret") return
+      if (username === "alice" && Redacted.value(password) === "secret") return username
       return yield* next
     })
   ),
@@ -597,6 +658,12 @@ const resolve = (env: Env) =>
       ? Effect.map(freePort(env["SMTP_HOST"] ?? "127.0.0.1"), (port) => [name, String(port)] as const)
       : Effect.succeed([name, value] as const)).pipe(Effect.map(Object.fromEntries<string>))
 
+/** The servers' resolver (used with SMTP_REVERSE_LOOKUP): every address is slow.example.test, after 300 ms. */
+const slowDns = Layer.succeed(Dns.Dns, Dns.make({
+  lookup: () => Effect.succeed([]),
+  reverse: () => Effect.as(Effect.sleep("300 millis"), ["slow.example.test"])
+}))
+
 /** A port nothing listened on a moment ago: listens on port 0 and closes. */
 const freePort = (host: string) =>
   Effect.callback<number>((resume) => {
@@ -611,13 +678,17 @@ const freePort = (host: string) =>
  * Serves `app` with every setting read from `env` through Effect's Config, in
  * the current scope; an in-memory store takes the messages.
  */
-const serveFromEnv = <Cs, Ts>(env: Env, app: SmtpApp.SmtpApp<Cs, Ts, MessageStore>) =>
+const serveFromEnv = <Cs, Ts, U extends UserKey>(env: Env, app: SmtpApp.SmtpApp<Cs, Ts, MessageStore, U>) =>
   Effect.gen(function*() {
     const settings = SmtpServerConfig.layerConfig().pipe(
       Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", ...env } })))
     )
     const context = yield* Layer.build(
-      SmtpServer.layer(app).pipe(Layer.provideMerge(Layer.fresh(MessageStore.layerMemory)), Layer.provideMerge(settings))
+      SmtpServer.layer(app).pipe(
+        Layer.provideMerge(Layer.fresh(MessageStore.layerMemory)),
+        Layer.provideMerge(settings),
+        Layer.provide(slowDns)
+      )
     )
     const server = Context.get(context, SmtpServer)
     return {
@@ -761,6 +832,10 @@ describe("the variables as a whole", () => {
         bareLineEndings: "normalize",
         nulBytes: "strip",
         maxLineLength: 2000,
+        reverseLookup: true,
+        reverseLookupTimeout: Duration.seconds(9),
+        extraMailParameters: ["XTRACE"],
+        extraRcptParameters: ["XALIAS"],
         maxJunkCommands: 9,
         commandTimeout: Duration.seconds(20),
         dataTimeout: Duration.minutes(2),

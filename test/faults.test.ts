@@ -7,14 +7,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Logger, Schedule } from "effect"
 import { format } from "node:util"
-import { SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import { SmtpApp, SmtpServer, SmtpServerConfig, Username } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, fixtureTls, type RawClient, send } from "./support.ts"
 
 /** A server with STARTTLS and AUTH (before TLS too, to reach the AUTH exchange in plaintext) that lets nobody in. */
 const serveWithAuth = (options: Options) =>
   Layer.build(
-    SmtpServer.layer(SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))).pipe(
+    SmtpServer.layer(SmtpApp.empty.pipe(SmtpApp.onAuth(Username, (next) => next))).pipe(
       Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options }))
     )
   ).pipe(Effect.map((context) => Context.get(context, SmtpServer)))

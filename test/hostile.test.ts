@@ -6,14 +6,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Schema } from "effect"
-import { SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import { SmtpApp, SmtpServer, SmtpServerConfig, Username } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { connect, fixtureTls, send, serveMemory, startMessage } from "./support.ts"
 
 /** A server whose auth phase accepts nobody; returns its port. */
 const serveNobodyLogsIn = (options: Options) =>
   Layer.build(
-    SmtpServer.layer(SmtpApp.empty.pipe(SmtpApp.onAuth((next) => next))).pipe(
+    SmtpServer.layer(SmtpApp.empty.pipe(SmtpApp.onAuth(Username, (next) => next))).pipe(
       Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, ...options }))
     )
   ).pipe(Effect.map((context) => Context.get(context, SmtpServer).address.port))

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction } from "../src/index.ts"
+import { Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction, Username, type UserKey } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { SmtpTest, type SmtpTestClient } from "../src/testing/index.ts"
 import type { Reply } from "../src/testing/SmtpTestClient.ts"
@@ -15,7 +15,7 @@ import { connect, fixtureTls, send, serve } from "./support.ts"
 const tls = fixtureTls
 
 /** Serves `app` in memory (no socket: the protocol is all these tests need), says EHLO, returns the client. */
-const kitSession = <Cs, Ts, R>(app: SmtpApp.SmtpApp<Cs, Ts, R>, options: Options = {}) =>
+const kitSession = <Cs, Ts, R, U extends UserKey>(app: SmtpApp.SmtpApp<Cs, Ts, R, U>, options: Options = {}) =>
   Effect.gen(function*() {
     const server = yield* SmtpTest.make(app, options)
     const client = yield* server.connect()
@@ -111,11 +111,11 @@ describe("phases", () => {
   it.live("auth: a middleware accepts by returning; the end of the chain is 535 5.7.8", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(
-        SmtpApp.onAuth((next) =>
+        SmtpApp.onAuth(Username, (next) =>
           Effect.gen(function*() {
             const credentials = yield* Credentials
-            if (credentials.username === "alice" && Redacted.value(credentials.password) === "secret") return
-            yield* next
+            if (credentials.username === "alice" && Redacted.value(credentials.password) === "secret") return credentials.username
+            return yield* next
           })
         )
       )
@@ -233,9 +233,9 @@ describe("phases", () => {
       const app = SmtpApp.empty.pipe(
         SmtpApp.onData(() =>
           Effect.gen(function*() {
-            const envelope = yield* SmtpTransaction.envelope
-            const from = Option.match(envelope.mailFrom, { onNone: () => "?", onSome: (f) => Option.match(f.mailbox, { onNone: () => "<>", onSome: (m) => m.address }) })
-            yield* Ref.update(envelopes, (all) => [...all, `${envelope.id}:${from}->${envelope.rcptTo.map((r) => r.mailbox.address).join(",")}`])
+            const { envelope } = yield* Message
+            const from = envelope.mailFrom.address === "" ? "<>" : envelope.mailFrom.address
+            yield* Ref.update(envelopes, (all) => [...all, `${envelope.id}:${from}->${envelope.rcptTo.map((r) => r.address).join(",")}`])
           })
         )
       )
@@ -265,24 +265,22 @@ describe("the app's own user type", () => {
     readonly name: string
     readonly quota: number
   }
-  class CurrentUser extends Context.Service<CurrentUser, Ref.Ref<Option.Option<User>>>()("test/CurrentUser") {}
+  class CurrentUser extends Context.Service<CurrentUser, User>()("test/CurrentUser") {}
 
-  it.live("auth stores a typed user in connection state; later phases read it", () =>
+  it.live("auth accepts with a typed user; later phases read it as a service", () =>
     Effect.gen(function*() {
       const quotas = yield* Ref.make<Array<number>>([])
       const app = SmtpApp.empty.pipe(
-        SmtpApp.withConnectionState(Layer.effect(CurrentUser, Ref.make(Option.none<User>()))),
-        SmtpApp.onAuth((next) =>
+        SmtpApp.onAuth(CurrentUser, (next) =>
           Effect.gen(function*() {
             const credentials = yield* Credentials
             if (Redacted.value(credentials.password) !== "pw") return yield* next
-            const current = yield* CurrentUser
-            yield* Ref.set(current, Option.some({ name: credentials.username, quota: 42 }))
+            return { name: credentials.username, quota: 42 }
           })
         ),
         SmtpApp.onMailFrom((next) =>
           Effect.gen(function*() {
-            const user = yield* CurrentUser.use(Ref.get)
+            const user = yield* Effect.serviceOption(CurrentUser)
             const session = yield* SmtpSession.current
             if (Option.isNone(user)) return yield* Reject.permanent(530, "5.7.0", "Authentication required")
             expect(session.username).toEqual(Option.some(user.value.name))

@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { format } from "node:util"
-import { deliver, Maildir, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import { deliver, Maildir, Mailbox, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import * as MaildirDelivery from "../src/internal/MaildirDelivery.ts"
 import { SmtpTest } from "../src/testing/index.ts"
 import { connect, send, startMessage } from "./support.ts"
@@ -443,9 +443,11 @@ describe("trace fields", () => {
         openingCommand: Option.some("EHLO" as const),
         transmissionType: "ESMTP",
         username: Option.none(),
-        transactions: 1
+        transactions: 1,
+        messages: 0
       }
-      const envelope = { id: 1, mailFrom: Option.none(), rcptTo: [] }
+      const rcpt = (localPart: string) => ({ address: `${localPart}@x.test`, mailbox: new Mailbox({ raw: `${localPart}@x.test`, localPart, domain: "x.test" }), params: { extra: {} } })
+      const envelope = { id: 1, mailFrom: { address: "", mailbox: Option.none(), params: { smtpUtf8: false, requireTls: false, extra: {} } }, rcptTo: [rcpt("a"), rcpt("b")] as const }
       return MaildirDelivery.traceFields({ session, envelope }, "mx.test", "ID", new Date(0), "\n")
     }
     expect(received("192.0.2.1", "[192.0.2.1]")).toContain("Received: from client.example ([192.0.2.1])\n\tby mx.test with ESMTP id ID;\n")

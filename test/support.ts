@@ -7,7 +7,7 @@ import * as net from "node:net"
 import type * as tls from "node:tls"
 import nodemailer, { type SendMailOptions } from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport"
-import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig } from "../src/index.ts"
+import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig, type UserKey } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 
 /** A certificate for localhost, for tests only. */
@@ -17,7 +17,7 @@ export const fixtureTls = {
 }
 
 /** Serves `app` on 127.0.0.1 with a free port, for the current scope. */
-export const serve = <Cs, Ts, R>(app: SmtpApp.SmtpApp<Cs, Ts, R>, options: Options = {}) =>
+export const serve = <Cs, Ts, R, U extends UserKey>(app: SmtpApp.SmtpApp<Cs, Ts, R, U>, options: Options = {}) =>
   Layer.build(
     SmtpServer.layer(app).pipe(Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test", ...options })))
   ).pipe(Effect.map((context) => Context.get(context, SmtpServer)))

@@ -20,7 +20,8 @@ import {
   SmtpServerConfig,
   SmtpSession,
   type SmtpConfigError,
-  type SmtpServerVersionError
+  type SmtpServerVersionError,
+  Username
 } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
 import { SmtpTest, SmtpTestError } from "../src/testing/index.ts"
@@ -135,9 +136,9 @@ describe("SmtpTest", () => {
       const client = yield* (yield* SmtpTest.make(SmtpApp.empty.pipe(deliver))).connect({ remoteAddress: "198.51.100.4" })
       yield* client.ehlo("client.test")
       const reply = yield* client.send({ from: "alice@example.com", to: ["bob@example.com", "carol@example.com"], message })
-      expect(reply).toEqual({ code: 250, enhanced: "2.6.0", lines: ["OK: message queued"] })
       const [stored, ...others] = yield* SmtpTest.messages
       expect(others).toEqual([])
+      expect(reply).toEqual({ code: 250, enhanced: "2.0.0", lines: [`Ok: queued as ${stored!.id}`] })
       expect(Buffer.from(stored!.bytes).toString()).toBe("Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nlast line\r\n")
       expect(stored!.envelope.rcptTo.map(localPart)).toEqual(["bob", "carol"])
       expect(stored!.session.remoteAddress).toBe("198.51.100.4")
@@ -177,11 +178,11 @@ describe("SmtpTest", () => {
       class Users extends Context.Service<Users, {
         readonly check: (username: string, password: string) => Effect.Effect<boolean>
       }>()("test/Users") {}
-      const app = SmtpApp.empty.pipe(SmtpApp.onAuth((next) =>
+      const app = SmtpApp.empty.pipe(SmtpApp.onAuth(Username, (next) =>
         Effect.gen(function*() {
           const credentials = yield* Credentials
           const users = yield* Users
-          return (yield* users.check(credentials.username, Redacted.value(credentials.password))) ? undefined : yield* next
+          return (yield* users.check(credentials.username, Redacted.value(credentials.password))) ? credentials.username : yield* next
         })
       ))
       const server = yield* SmtpTest.make(app, { tls: fixtureTls, authFailureDelay: "1 second" }).pipe(
@@ -261,7 +262,9 @@ describe("SmtpTest", () => {
         openingCommand: Option.some("HELO"),
         transmissionType: "SMTP",
         username: Option.none(),
-        transactions: 2
+        // Started when MAIL FROM was accepted (three), and accepted messages (two).
+        transactions: 3,
+        messages: 2
       })
       const transactions = yield* client.transactions
       expect(transactions.map((transaction) => ({

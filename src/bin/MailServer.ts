@@ -138,9 +138,9 @@ export const main = Effect.gen(function*() {
   }
   const receiving = SmtpApp.empty.pipe(localDomains(command.domains), deliver)
   // With users, authRequired (on by default then) refuses MAIL from sessions that have not logged in (530 5.7.0).
-  const app = users.size > 0 ? receiving.pipe(staticUsers(users)) : receiving
+  const serving = users.size > 0 ? SmtpServer.layer(receiving.pipe(staticUsers(users))) : SmtpServer.layer(receiving)
 
-  const server = SmtpServer.layer(app).pipe(
+  const server = serving.pipe(
     Layer.provide(Maildir.layer({ root: command.maildir, hostname: settings.hostname, lineEndings: command.lineEndings })),
     Layer.provide(Layer.succeed(SmtpServerConfig.SmtpServerConfig, settings))
   )

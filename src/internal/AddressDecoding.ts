@@ -45,17 +45,29 @@ const decodeMailParams = Schema.decodeUnknownResult(MailParams)
 const decodeRcptParams = Schema.decodeUnknownResult(RcptParams)
 
 // Most commands carry no parameters: their decoded form is shared.
-const noMailParams: MailParams = { smtpUtf8: false, requireTls: false }
-const noRcptParams: RcptParams = {}
+const noMailParams: MailParams = { smtpUtf8: false, requireTls: false, extra: {} }
+const noRcptParams: RcptParams = { extra: {} }
 
 const KNOWN_MAIL = new Set(["SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID"])
 const KNOWN_RCPT = new Set(["NOTIFY", "ORCPT"])
 
 const text = (value: string | true | undefined): string | undefined => typeof value === "string" ? value : undefined
 
-const mailParams = (args: SMTPServerAddress["args"]): Result.Result<MailParams, Reject.SmtpRejection> => {
+/** The parameters outside `known` that the app accepts (`allowed`, upper case), or `undefined` if there is another. */
+const extraOf = (args: Readonly<Record<string, string | true>>, known: ReadonlySet<string>, allowed: ReadonlySet<string>) => {
+  const extra: Record<string, string> = {}
+  for (const [key, value] of Object.entries(args)) {
+    if (known.has(key)) continue
+    if (!allowed.has(key)) return undefined
+    extra[key] = value === true ? "" : value
+  }
+  return extra
+}
+
+const mailParams = (args: SMTPServerAddress["args"], allowed: ReadonlySet<string>): Result.Result<MailParams, Reject.SmtpRejection> => {
   if (args === false) return Result.succeed(noMailParams)
-  if (Object.keys(args).some((key) => !KNOWN_MAIL.has(key))) return Result.fail(Reject.badParameter)
+  const extra = extraOf(args, KNOWN_MAIL, allowed)
+  if (extra === undefined) return Result.fail(Reject.badParameter)
   const size = text(args["SIZE"])
   const body = text(args["BODY"])
   return Result.mapError(
@@ -65,42 +77,52 @@ const mailParams = (args: SMTPServerAddress["args"]): Result.Result<MailParams, 
       smtpUtf8: args["SMTPUTF8"] === true,
       requireTls: args["REQUIRETLS"] === true,
       ...(args["RET"] !== undefined ? { ret: String(args["RET"]).toUpperCase() } : {}),
-      ...(args["ENVID"] !== undefined ? { envid: args["ENVID"] } : {})
+      ...(args["ENVID"] !== undefined ? { envid: args["ENVID"] } : {}),
+      extra
     }),
     () => Reject.badParameter
   )
 }
 
-const rcptParams = (args: SMTPServerAddress["args"]): Result.Result<RcptParams, Reject.SmtpRejection> => {
+const rcptParams = (args: SMTPServerAddress["args"], allowed: ReadonlySet<string>): Result.Result<RcptParams, Reject.SmtpRejection> => {
   if (args === false) return Result.succeed(noRcptParams)
-  if (Object.keys(args).some((key) => !KNOWN_RCPT.has(key))) return Result.fail(Reject.badParameter)
+  const extra = extraOf(args, KNOWN_RCPT, allowed)
+  if (extra === undefined) return Result.fail(Reject.badParameter)
   const notify = text(args["NOTIFY"])
   return Result.mapError(
     decodeRcptParams({
       ...(notify !== undefined ? { notify: notify.toUpperCase().split(",") } : {}),
-      ...(args["ORCPT"] !== undefined ? { orcpt: args["ORCPT"] } : {})
+      ...(args["ORCPT"] !== undefined ? { orcpt: args["ORCPT"] } : {}),
+      extra
     }),
     () => Reject.badParameter
   )
 }
 
-/** Decodes the path and parameters of a MAIL FROM command. */
-export const decodeMailFrom = (address: SMTPServerAddress): Result.Result<MailFromAddress, Reject.SmtpRejection> => {
-  const params = mailParams(address.args)
+/** Decodes the path and parameters of a MAIL FROM command; `extra` names the other parameters the app accepts. */
+export const decodeMailFrom = (
+  address: SMTPServerAddress,
+  extra: ReadonlySet<string>
+): Result.Result<MailFromAddress, Reject.SmtpRejection> => {
+  const params = mailParams(address.args, extra)
   if (Result.isFailure(params)) return Result.fail(params.failure)
-  if (address.address === "") return Result.succeed({ mailbox: Option.none(), params: params.success })
+  if (address.address === "") return Result.succeed({ address: "", mailbox: Option.none(), params: params.success })
   return Result.map(
     decodeMailbox(address.address, params.success.smtpUtf8, senderErrors),
-    (mailbox) => ({ mailbox: Option.some(mailbox), params: params.success })
+    (mailbox) => ({ address: mailbox.address, mailbox: Option.some(mailbox), params: params.success })
   )
 }
 
 /** Decodes the path and parameters of a RCPT TO command; `smtpUtf8` is whether MAIL FROM asked for SMTPUTF8. */
 export const decodeRcptTo = (
   address: SMTPServerAddress,
-  smtpUtf8: boolean
+  smtpUtf8: boolean,
+  extra: ReadonlySet<string>
 ): Result.Result<RcptToAddress, Reject.SmtpRejection> => {
-  const params = rcptParams(address.args)
+  const params = rcptParams(address.args, extra)
   if (Result.isFailure(params)) return Result.fail(params.failure)
-  return Result.map(decodeMailbox(address.address, smtpUtf8, recipientErrors), (mailbox) => ({ mailbox, params: params.success }))
+  return Result.map(
+    decodeMailbox(address.address, smtpUtf8, recipientErrors),
+    (mailbox) => ({ address: mailbox.address, mailbox, params: params.success })
+  )
 }

@@ -18,9 +18,8 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
-import type { SmtpRejection } from "../phases/Reject.ts"
+import type { DataError } from "../phases/Middleware.ts"
 import { type Delivery, MessageStore, StorageError } from "../services/MessageStore.ts"
-import { reversePath } from "../services/SmtpAddress.ts"
 
 /** The Maildir cannot be created or used. */
 export class MaildirError extends Schema.TaggedError<MaildirError>()("MaildirError", { message: Schema.String }) {}
@@ -121,8 +120,8 @@ const addressLiteral = (address: string): string => net.isIPv6(address) ? `[IPv6
 /** The trace fields a receiving server prepends (RFC 5321 section 4.4), each line ended with `eol`. */
 export const traceFields = (delivery: Delivery, hostname: string, id: string, date: Date, eol: string): string => {
   const { session, envelope } = delivery
-  const sender = Option.match(envelope.mailFrom, { onNone: () => "", onSome: reversePath })
-  const recipients = envelope.rcptTo.map((rcpt) => rcpt.mailbox.address)
+  const sender = envelope.mailFrom.address
+  const recipients = envelope.rcptTo.map((rcpt) => rcpt.address)
   const literal = addressLiteral(session.remoteAddress)
   const helo = Option.getOrElse(session.heloName, () => literal)
   // The client's name from reverse DNS, where it is known, beside its address: never the address twice.
@@ -153,7 +152,7 @@ export const store = (options: Options, files: Files = nodeFiles): MessageStore[
   const eol = options.lineEndings === "lf" ? "\n" : "\r\n"
   const newDir = path.join(options.root, "new")
   return MessageStore.of({
-    store: (delivery: Delivery, body: Stream.Stream<Uint8Array, SmtpRejection>) => {
+    store: (delivery: Delivery, body: Stream.Stream<Uint8Array, DataError>) => {
       const name = uniqueName(options.hostname)
       const tmp = path.join(options.root, "tmp", name)
       const final = path.join(newDir, name)

@@ -12,25 +12,27 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Arr from "effect/Array"
 import type { Duplex, Readable } from "node:stream"
+import type { DataError } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
 import type { MessageGuard } from "./MessageGuard.ts"
 
 type Chunks = Arr.NonEmptyReadonlyArray<Uint8Array>
 
 /**
- * `readable` as a stream of the bytes `guard` passes, failing with `tooBig`
- * past `maxBytes` and with the guard's verdict as soon as it has one.
+ * `readable` as a stream of the bytes `guard` passes, failing with
+ * `MessageTooLarge` past `maxBytes` and with the guard's verdict as soon as
+ * it has one.
  */
 export const fromReadable = (
   readable: Duplex,
   maxBytes: number,
   guard: MessageGuard
-): Stream.Stream<Uint8Array, Reject.SmtpRejection> =>
+): Stream.Stream<Uint8Array, DataError> =>
   Stream.fromPull(Effect.sync(() => {
     let seen = 0
     let finished = false
     // Takes what is buffered: a batch, the end, an error, or nothing yet.
-    const take = (): Effect.Effect<Chunks, Reject.SmtpRejection | Cause.Done> | undefined => {
+    const take = (): Effect.Effect<Chunks, DataError | Cause.Done> | undefined => {
       if (readable.errored !== null) return Effect.fail(Reject.readFailed)
       const batch: Array<Uint8Array> = []
       for (let next: Buffer | null = readable.read(); next !== null; next = readable.read()) {
@@ -47,14 +49,14 @@ export const fromReadable = (
         if (tail.length > 0) batch.push(tail)
       }
       if (guard.verdict !== undefined) return Effect.fail(guard.verdict)
-      if (seen > maxBytes) return Effect.fail(Reject.tooBig)
+      if (seen > maxBytes) return Effect.fail(new Reject.MessageTooLarge({ limit: maxBytes, received: seen }))
       if (Arr.isReadonlyArrayNonEmpty(batch)) return Effect.succeed(batch)
       if (finished) return Cause.done()
       if (readable.destroyed) return Effect.fail(Reject.readFailed)
       return undefined
     }
     // Waits for more of the message; a pull that finds something at once needs no waiting at all.
-    const more = Effect.callback<Chunks, Reject.SmtpRejection | Cause.Done>((resume) => {
+    const more = Effect.callback<Chunks, DataError | Cause.Done>((resume) => {
       const retry = () => {
         const later = take()
         if (later === undefined) return

@@ -7,6 +7,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import { PhaseReply, type SmtpReply } from "../phases/Accept.ts"
 import type { Middleware } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
 
@@ -17,7 +18,9 @@ export interface Run {
   /** The phase's context as the run began, this mark included. */
   context: Context.Context<never>
   /** The services the phase adds to the app's: each `next` makes sure they are still there. */
-  readonly keys: ReadonlyArray<Context.Key<unknown, unknown>>
+  keys: ReadonlyArray<Context.Key<unknown, unknown>>
+  /** The success reply a middleware set (`Accept.ok`), if any. */
+  reply: SmtpReply | undefined
 }
 
 /** Where a run is found in the fiber's context. */
@@ -30,6 +33,17 @@ class NextCalledTwice extends Error {
 class NextOutsideItsPhase extends Error {
   override readonly name = "NextOutsideItsPhase"
 }
+
+/** Sets the reply of the run in the fiber's context: one value for every connection. */
+export const phaseReply: PhaseReply["Service"] = PhaseReply.of({
+  set: (reply) =>
+    Effect.withFiber((fiber) => {
+      const run = Context.getOrUndefined(fiber.context, PhaseRun)
+      if (run === undefined) return Effect.die(new NextOutsideItsPhase("Accept ran outside its phase"))
+      run.reply = reply
+      return Effect.void
+    })
+})
 
 /** True when `context` holds every service the run's phase provides: what `R`, the phase's requirements, are. */
 const servesPhase = <R>(context: Context.Context<never>, run: Run): context is Context.Context<R> => {
@@ -46,7 +60,7 @@ const runsIn = <A, E, R>(self: Effect.Effect<A, E, R>, context: Context.Context<
  * `rest`, run as the `next` of middleware `index - 1`: once per run, and with
  * the phase's services even where that middleware took some away around it.
  */
-const guarded = <R>(index: number, rest: Effect.Effect<void, Reject.SmtpRejection, R>): Effect.Effect<void, Reject.SmtpRejection> =>
+const guarded = <A, E, R>(index: number, rest: Effect.Effect<A, E, R>): Effect.Effect<A, E> =>
   Effect.withFiber((fiber) => {
     const run = Context.getOrUndefined(fiber.context, PhaseRun)
     // Where the whole context was replaced, nothing says which run this is: a bug of the middleware around it.
@@ -63,15 +77,14 @@ const guarded = <R>(index: number, rest: Effect.Effect<void, Reject.SmtpRejectio
  * The middleware of a phase, in registration order, around `last`: one
  * Effect that needs the phase's services and a `PhaseRun` mark.
  */
-export const compose = <R>(
-  middleware: ReadonlyArray<Middleware<void, Reject.SmtpRejection, R>>,
-  last: Effect.Effect<void, Reject.SmtpRejection>
-): Effect.Effect<void, Reject.SmtpRejection, R> => {
-  let chain: Effect.Effect<void, Reject.SmtpRejection, R> = last
+export const compose = <A, E, R>(
+  middleware: ReadonlyArray<Middleware<A, E, R, E>>,
+  last: Effect.Effect<A, E>
+): Effect.Effect<A, E, R> => {
+  let chain: Effect.Effect<A, E, R> = last
   for (let index = middleware.length - 1; index >= 0; index--) chain = middleware[index]!(guarded(index + 1, chain))
   return chain
 }
 
-/** The end of a chain: auth rejects (some middleware must accept), every other phase accepts. */
-export const endOfChain = (phase: "auth" | "other"): Effect.Effect<void, Reject.SmtpRejection> =>
-  phase === "auth" ? Effect.fail(Reject.authenticationFailed) : Effect.void
+/** The end of the auth chain: no middleware accepted the credentials. */
+export const endOfAuth: Effect.Effect<never, Reject.SmtpRejection> = Effect.fail(Reject.authenticationFailed)

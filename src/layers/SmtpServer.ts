@@ -15,12 +15,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type { AddressInfo } from "node:net"
-import type { SmtpApp } from "../phases/SmtpApp.ts"
+import type { SmtpApp, UserKey } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../internal/engine/Engine.ts"
-import type { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
+import type { SmtpServerVersionError } from "../internal/engine/SmtpServerVersion.ts"
 import { SmtpConfigError, SmtpServerConfig } from "./SmtpServerConfig.ts"
 
-export { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
+export { SmtpServerVersionError } from "../internal/engine/SmtpServerVersion.ts"
 
 /** The server could not listen: `reason` says why, `message` says it in words. */
 export class SmtpListenError extends Schema.TaggedError<SmtpListenError>()("SmtpListenError", {
@@ -47,13 +47,13 @@ export class SmtpServer extends Context.Service<SmtpServer, {
   readonly connections: Effect.Effect<number>
 }>()("effect-smtp/SmtpServer") {
   /** Serves `app`. */
-  static readonly layer = <Cs, Ts, R>(
-    app: SmtpApp<Cs, Ts, R>
+  static readonly layer = <Cs, Ts, R, U extends UserKey>(
+    app: SmtpApp<Cs, Ts, R, U>
   ): Layer.Layer<SmtpServer, SmtpListenError | SmtpConfigError | SmtpServerVersionError, R | SmtpServerConfig> =>
     Layer.effect(SmtpServer, serve(app))
 }
 
-const serve = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>) {
+const serve = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>) {
   const settings = yield* SmtpServerConfig
   const engine = yield* SmtpEngine.make(app, settings)
   const address = yield* Effect.acquireRelease(

@@ -37,6 +37,9 @@ const AuthMethod = Schema.Literals(["PLAIN", "LOGIN"])
 
 const Count = Schema.Int.check(Schema.isGreaterThan(0))
 
+/** An ESMTP parameter keyword (RFC 5321 section 4.1.2), compared without regard to case. */
+const ParameterName = Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9-]*$/, { message: "Expected an ESMTP parameter keyword" }))
+
 /** The longest delay Node's timers keep (about 24.8 days); a longer one fires at once. */
 const MAX_TIMER_MILLIS = 2 ** 31 - 1
 
@@ -125,6 +128,14 @@ export const SettingsSchema = Schema.Struct({
   bareLineEndings: setting(Schema.Literals(["reject", "normalize"]), "reject", "a bare CR or LF in DATA: `reject` (`550 5.5.2`) or `normalize` to CRLF"),
   nulBytes: setting(Schema.Literals(["reject", "strip"]), "reject", "NUL bytes in DATA: `reject` (`550 5.6.0`) or `strip`"),
   maxLineLength: setting(Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)), 10_000, "longest DATA line in bytes (`550 5.6.0` past it)"),
+  reverseLookup: setting(Schema.Boolean, false, "look up the client's host name by reverse DNS at connect, for `clientHostname` (otherwise `[address]`)"),
+  reverseLookupTimeout: timeout("5 seconds", "how long a reverse lookup may take; past it, `clientHostname` is `[address]`"),
+  extraMailParameters: setting(
+    Schema.Array(ParameterName),
+    [],
+    "MAIL FROM parameters the app accepts besides SIZE, BODY, SMTPUTF8, REQUIRETLS, RET and ENVID (others: `555 5.5.4`)"
+  ),
+  extraRcptParameters: setting(Schema.Array(ParameterName), [], "RCPT TO parameters the app accepts besides NOTIFY and ORCPT (others: `555 5.5.4`)"),
   maxJunkCommands: setting(Count, 100, "NOOP, RSET, HELP, VRFY, EXPN and unknown commands per connection (`421 4.7.0` past it)"),
   commandTimeout: timeout("1 minute", "from the first byte of a command line to its end (`421 4.4.2` past it)"),
   dataTimeout: timeout("10 minutes", "from the 354 reply to the end of the message (`421 4.4.2` past it)"),
@@ -231,10 +242,13 @@ const fromVariables = (prefix: string, given: Readonly<Record<string, unknown>>)
       .filter(([phase]) => !(isRecord(givenPhases) && phase in givenPhases))
       .map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
   )).pipe(Config.map(SettingsReader.defined))
-  const { authMethods: _, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
+  const { authMethods: _, extraMailParameters: _m, extraRcptParameters: _r, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
+  const list = (key: string) => SettingsReader.list(SettingsReader.variable(prefix, [key]))
   const readers: Record<string, Config.Config<unknown>> = {
     ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
-    authMethods: SettingsReader.list(SettingsReader.variable(prefix, ["authMethods"])),
+    authMethods: list("authMethods"),
+    extraMailParameters: list("extraMailParameters"),
+    extraRcptParameters: list("extraRcptParameters"),
     phaseTimeouts,
     tls: tlsFiles(prefix)
   }

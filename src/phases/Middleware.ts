@@ -12,14 +12,18 @@
  * of the chain gets them back), but replacing the whole context around it
  * (`Effect.updateContext(next, () => Context.empty())`) is a defect (451).
  */
-import * as Effect from "effect/Effect"
-import type { SmtpRejection } from "./Reject.ts"
+import type * as Effect from "effect/Effect"
+import type { MessageTooLarge, SmtpRejection } from "./Reject.ts"
 
 /**
- * One step of a phase. `next` is typed as failing only with rejections because
- * every middleware is required to map its own failures to rejections before it
- * can be added (see `SmtpApp`).
+ * One step of a phase that succeeds with `A` (`void`, or the user for auth).
+ * `next` fails only with what a phase lets through (`N`: rejections, and in
+ * the data phase `MessageTooLarge`), because every middleware must map its own
+ * failures to those before it can be added (see `SmtpApp`).
  */
-export interface Middleware<A, E extends SmtpRejection, R> {
-  (next: Effect.Effect<A, SmtpRejection>): Effect.Effect<A, E, R>
+export interface Middleware<A, E extends N, R, N = SmtpRejection> {
+  (next: Effect.Effect<A, N>): Effect.Effect<A, E, R>
 }
+
+/** What a data middleware may fail with: a rejection, or the message stream's `MessageTooLarge` (answered `552 5.3.4`). */
+export type DataError = SmtpRejection | MessageTooLarge

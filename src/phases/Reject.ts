@@ -100,6 +100,19 @@ export const commandTimedOut: SmtpRejection = closing("4.4.2", "Timeout receivin
 export const dataTimedOut: SmtpRejection = closing("4.4.2", "Timeout receiving the message, closing the connection")
 /** `552 5.3.4`: a message over maxMessageSize. */
 export const tooBig: SmtpRejection = permanent(552, "5.3.4", "Message size exceeds fixed maximum message size")
+
+/**
+ * The message stream passed `maxMessageSize`: the limit and the bytes received so far. A data handler may map it to
+ * a rejection of its own; left as it is, it is answered with `tooBig`. Either way the rest of the body is drained.
+ */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", {
+  limit: Schema.Int,
+  received: Schema.Int
+}) {
+  override get message(): string {
+    return `message of ${this.received} bytes or more exceeds the limit of ${this.limit} bytes`
+  }
+}
 /** `451 4.3.0`: the client left or the connection failed in the middle of the message. */
 export const readFailed: SmtpRejection = temporary(451, "4.3.0", "Error reading the message")
 /** `550 5.5.2`: a bare CR or LF in a message (SMTP smuggling). */

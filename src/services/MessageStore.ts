@@ -7,6 +7,8 @@
  * is a `StorageError` whose reason decides the reply (`452 4.3.1` when the
  * disk or a quota is full, `451 4.3.0` otherwise); a rejection of the body
  * itself (too large, malformed, the client gone) passes through as it is.
+ * The id `store` succeeds with names the message: the `deliver` plugin puts
+ * it in its reply (`250 2.0.0 Ok: queued as <id>`) and its log line.
  * `layerMemory` keeps messages in memory for tests, with a switch that makes
  * it fail as a disk would; `Maildir` (in layers) writes them to disk.
  */
@@ -16,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import type { DataError } from "../phases/Middleware.ts"
 import * as Reject from "../phases/Reject.ts"
 import type * as SmtpSession from "./SmtpSession.ts"
 import type * as SmtpTransaction from "./SmtpTransaction.ts"
@@ -51,8 +54,8 @@ export class MessageStore extends Context.Service<MessageStore, {
   /** Stores the whole message, or fails; the result names it (a queue id, a file name). */
   readonly store: (
     delivery: Delivery,
-    body: Stream.Stream<Uint8Array, Reject.SmtpRejection>
-  ) => Effect.Effect<string, Reject.SmtpRejection | StorageError>
+    body: Stream.Stream<Uint8Array, DataError>
+  ) => Effect.Effect<string, DataError | StorageError>
 }>()("effect-smtp/MessageStore") {
   /** A store that keeps messages in memory, readable and switchable with `MemoryMessages`. */
   static readonly layerMemory: Layer.Layer<MessageStore | MemoryMessages> = Layer.effectContext(

@@ -10,8 +10,9 @@
 import * as Context from "effect/Context"
 import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
-import type { SmtpRejection } from "../phases/Reject.ts"
+import type { MessageTooLarge, SmtpRejection } from "../phases/Reject.ts"
 import type { MailFromAddress, RcptToAddress } from "./SmtpAddress.ts"
+import type { Envelope } from "./SmtpTransaction.ts"
 
 /** The sender of the MAIL FROM command being handled. */
 export class MailFrom extends Context.Service<MailFrom, MailFromAddress>()("effect-smtp/MailFrom") {}
@@ -28,10 +29,16 @@ export class Credentials extends Context.Service<Credentials, {
 
 /** The message of the DATA command being handled. */
 export class Message extends Context.Service<Message, {
+  /** Its envelope: the sender and at least one recipient. */
+  readonly envelope: Envelope
   /**
    * The body after dot-unstuffing, with back-pressure. It fails with
-   * `552 5.3.4` past the maximum message size, and with `451 4.3.0` if the
-   * client goes away. Whatever the handler does, the rest is drained.
+   * `MessageTooLarge` past the maximum message size, and with a rejection
+   * when the content breaks the message rules (`550`) or the client goes away
+   * (`451 4.3.0`). Whatever the handler does, the rest is drained.
    */
-  readonly stream: Stream.Stream<Uint8Array, SmtpRejection>
+  readonly stream: Stream.Stream<Uint8Array, SmtpRejection | MessageTooLarge>
 }>()("effect-smtp/Message") {}
+
+/** The user of an app that needs no more than the user name, as the `staticUsers` plugin accepts it. */
+export class Username extends Context.Service<Username, string>()("effect-smtp/Username") {}

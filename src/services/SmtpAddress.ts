@@ -35,29 +35,34 @@ export const MailParams = Schema.Struct({
   smtpUtf8: Schema.Boolean,
   requireTls: Schema.Boolean,
   ret: Schema.optionalKey(Schema.Literals(["FULL", "HDRS"])),
-  envid: Schema.optionalKey(Schema.String)
+  envid: Schema.optionalKey(Schema.String),
+  /** Parameters the app accepts besides these (the `extraMailParameters` setting), by upper-case name; `""` for a keyword alone. */
+  extra: Schema.Record(Schema.String, Schema.String)
 })
 export type MailParams = typeof MailParams.Type
 
 /** RCPT TO parameters (RFC 3461 DSN). */
 export const RcptParams = Schema.Struct({
   notify: Schema.optionalKey(Schema.Array(Schema.Literals(["NEVER", "SUCCESS", "FAILURE", "DELAY"]))),
-  orcpt: Schema.optionalKey(Schema.String)
+  orcpt: Schema.optionalKey(Schema.String),
+  /** Parameters the app accepts besides these (the `extraRcptParameters` setting), by upper-case name; `""` for a keyword alone. */
+  extra: Schema.Record(Schema.String, Schema.String)
 })
 export type RcptParams = typeof RcptParams.Type
 
-/** The reverse-path of MAIL FROM: `None` for the null sender `<>`. */
+/** The reverse-path of MAIL FROM. */
 export interface MailFromAddress {
+  /** `localPart@domain` (the domain lower-cased), or `""` for the null sender `<>`, as smtp-server gives it. */
+  readonly address: string
+  /** The address decoded: `None` for the null sender. */
   readonly mailbox: Option.Option<Mailbox>
   readonly params: MailParams
 }
 
 /** One forward-path of RCPT TO. */
 export interface RcptToAddress {
+  /** `localPart@domain`, the domain lower-cased. */
+  readonly address: string
   readonly mailbox: Mailbox
   readonly params: RcptParams
 }
-
-/** The sender as text: the mailbox, or "" for the null sender. */
-export const reversePath = (sender: MailFromAddress): string =>
-  Option.match(sender.mailbox, { onNone: () => "", onSome: (mailbox) => mailbox.address })

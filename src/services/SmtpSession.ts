@@ -4,8 +4,10 @@
  * One `SmtpSession` exists per connection, from the greeting to the close. Its
  * state is a snapshot the adapter takes once per phase, when a handler first
  * reads it, so a handler reads a consistent snapshot: addresses, TLS, HELO
- * name, the opening command, the authenticated user name and how many
- * transactions the connection has started.
+ * name, the opening command, the login name of a successful AUTH, and how
+ * many transactions and messages the connection has had. The app's own user
+ * (what its auth middleware accepted) is a service of its own type: see
+ * `SmtpApp.onAuth`.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -21,24 +23,27 @@ export interface Tls {
 
 /** A snapshot of the connection. */
 export interface State {
+  /** The connection's id, as in the logs (smtp-server's base32 id). */
   readonly id: string
   readonly localAddress: string
   readonly localPort: number
   readonly remoteAddress: string
   readonly remotePort: number
-  /** Reverse-resolved host name, or the address as an `[ip]` literal. */
+  /** The client's reverse-DNS name with the `reverseLookup` setting, otherwise (or when none is found) `[address]`. */
   readonly clientHostname: string
   readonly secure: boolean
   readonly tls: Option.Option<Tls>
-  /** The name the client gave with HELO, EHLO or LHLO. */
+  /** The name the client gave with HELO, EHLO or LHLO (smtp-server's `hostNameAppearsAs`). */
   readonly heloName: Option.Option<string>
   readonly openingCommand: Option.Option<"HELO" | "EHLO" | "LHLO">
   /** `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPSA`…: the protocol for a Received field. */
   readonly transmissionType: string
-  /** The user name of a successful AUTH. */
+  /** The name the client logged in with, once an AUTH was accepted. */
   readonly username: Option.Option<string>
-  /** Mail transactions started on this connection. */
+  /** Mail transactions started (MAIL FROM accepted) on this connection. */
   readonly transactions: number
+  /** Messages accepted (DATA answered 250) on this connection. */
+  readonly messages: number
 }
 
 /** The current connection. */

@@ -18,10 +18,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as net from "node:net"
-import type { SmtpApp } from "../phases/SmtpApp.ts"
+import type { SmtpApp, UserKey } from "../phases/SmtpApp.ts"
 import * as SmtpEngine from "../internal/engine/Engine.ts"
 import { make as resolve, type Options, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
-import type { SmtpServerVersionError } from "../internal/engine/SmtpServerHooks.ts"
+import type { SmtpServerVersionError } from "../internal/engine/SmtpServerVersion.ts"
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 import { SmtpTransaction } from "../services/SmtpTransaction.ts"
@@ -44,19 +44,24 @@ export interface ConnectOptions {
 
 /**
  * `app`, reporting what it saw to `seen`: each connection's state when it
- * closes and each transaction's envelope when it ends. The reports are
- * finalizers of the connection and transaction scopes, registered before the
- * app's own state is built; the close phase builds the connection state, and
- * there always is one, so every connection reports.
+ * closes, its services as its close phase had them (the app's user among
+ * them), and each transaction as it ends. The reports are finalizers of the
+ * connection and transaction scopes, registered before the app's own state
+ * is built, so every connection that opened reports.
  */
-const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R> => {
+const observe = <Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R, U> => {
   const onEnd = (around: Context.Context<SmtpSession>, scope: Scope.Scope, report: (record: SmtpTestClient.Seen) => Effect.Effect<unknown>) => {
     const record = seen.get(Context.get(around, SmtpSession).id)
     return record === undefined ? Effect.void : Scope.addFinalizer(scope, report(record))
   }
   return {
     ...app,
-    close: [...app.close, (next) => next],
+    close: [...app.close, (next) =>
+      Effect.withFiber((fiber) => {
+        const record = seen.get(Context.getOrUndefined(fiber.context, SmtpSession)?.id ?? "")
+        if (record !== undefined) record.services = fiber.context
+        return next
+      })],
     connectionState: (around, scope) =>
       Effect.andThen(
         onEnd(around, scope, (record) => Effect.flatMap(Context.get(around, SmtpSession).state, (state) => Deferred.succeed(record.session, state))),
@@ -64,14 +69,14 @@ const observe = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, seen: ReadonlyMap<string, S
       ),
     transactionState: (around, scope) =>
       Effect.andThen(
-        onEnd(around, scope, (record) => Effect.map(Context.get(around, SmtpTransaction).envelope, (envelope) => record.transactions.push(envelope))),
+        onEnd(around, scope, (record) => Effect.map(Context.get(around, SmtpTransaction).state, (state) => record.transactions.push(state))),
         app.transactionState(around, scope)
       )
   }
 }
 
 /** Builds the test server into the current scope. */
-const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}) {
+const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, options: Options = {}) {
   const settings = yield* resolve(options)
   const seen = new Map<string, SmtpTestClient.Seen>()
   const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(observe(app, seen), settings)
@@ -92,7 +97,7 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, opt
         return yield* new SmtpTestClient.SmtpTestError({ message: "an implicit TLS server takes secure connections only" })
       }
       const id = `test${++opened}`
-      const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), transactions: [] }
+      const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), services: undefined, transactions: [] }
       seen.set(id, record)
       const [client, server] = MemorySocket.pair(clock)
       const socketOptions = {
@@ -137,7 +142,10 @@ export class SmtpTest extends Context.Service<SmtpTest, {
   static readonly make = make
 
   /** Serves `app` in memory, with the settings `options` (validated as `SmtpServerConfig.layer` does). */
-  static readonly layer = <Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, options: Options = {}): Layer.Layer<SmtpTest, SmtpConfigError | SmtpServerVersionError, R> =>
+  static readonly layer = <Cs, Ts, R, U extends UserKey>(
+    app: SmtpApp<Cs, Ts, R, U>,
+    options: Options = {}
+  ): Layer.Layer<SmtpTest, SmtpConfigError | SmtpServerVersionError, R> =>
     Layer.effect(SmtpTest, make(app, options))
 
   /** Opens a connection to the test server of the context. */

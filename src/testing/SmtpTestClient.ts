@@ -8,8 +8,10 @@
  * are matched to commands in the order the commands were written, so commands
  * may run from concurrent fibers (a command forked before `TestClock.adjust`).
  */
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
@@ -45,8 +47,10 @@ export interface Mail {
 export interface Seen {
   /** The session's final state, once the connection has closed and its close phase has run. */
   readonly session: Deferred.Deferred<SmtpSession.State, SmtpTestError>
-  /** Every transaction's envelope as it ended, in order. */
-  readonly transactions: Array<SmtpTransaction.Envelope>
+  /** The connection's services as its close phase had them: the app's user among them, once authenticated. */
+  services: Context.Context<never> | undefined
+  /** Every transaction as it ended, in order. */
+  readonly transactions: Array<SmtpTransaction.State>
 }
 
 /** A client on one connection of the test server. */
@@ -84,8 +88,14 @@ export interface SmtpTestClient {
    * fails for a connection the server refused before a session started.
    */
   readonly session: Effect.Effect<SmtpSession.State, SmtpTestError>
-  /** The envelope of each transaction the app saw on the connection: waits until it has closed. */
-  readonly transactions: Effect.Effect<ReadonlyArray<SmtpTransaction.Envelope>, SmtpTestError>
+  /** Each transaction the app saw on the connection, as it ended: waits until it has closed. */
+  readonly transactions: Effect.Effect<ReadonlyArray<SmtpTransaction.State>, SmtpTestError>
+  /**
+   * The app's user the connection authenticated as (`Some` with the value its
+   * auth middleware accepted), read with the app's user key: waits until the
+   * connection has closed.
+   */
+  readonly user: <I, S>(key: Context.Key<I, S>) => Effect.Effect<Option.Option<S>, SmtpTestError>
 }
 
 const REPLY_LINE = /^(\d{3})([ -]?)(.*)$/
@@ -278,6 +288,11 @@ export const make = (connection: Connection): Effect.Effect<SmtpTestClient, Smtp
       reply,
       closed: Effect.ignore(session),
       session,
-      transactions: Effect.as(session, connection.seen.transactions)
+      transactions: Effect.as(session, connection.seen.transactions),
+      user: (key) =>
+        Effect.map(session, () => {
+          const services = connection.seen.services
+          return services === undefined ? Option.none() : Context.getOption(services, key)
+        })
     } satisfies SmtpTestClient
   })

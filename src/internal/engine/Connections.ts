@@ -14,6 +14,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
+import type { PhaseReply } from "../../phases/Accept.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as SmtpSession from "../../services/SmtpSession.ts"
@@ -25,9 +26,9 @@ export interface Transaction<Cs, Ts, R> {
   readonly envelope: SMTPServerSession["envelope"]
   /** Only when the app declares transaction state. */
   readonly scope: Scope.Closeable | undefined
-  readonly ref: Ref.Ref<SmtpTransaction.Envelope>
+  readonly ref: Ref.Ref<SmtpTransaction.State>
   /** Everything a transaction phase sees: the app's services, the connection's and the transaction's. */
-  readonly context: Context.Context<R | SmtpSession.SmtpSession | Cs | SmtpTransaction.SmtpTransaction | Ts>
+  readonly context: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs | SmtpTransaction.SmtpTransaction | Ts>
 }
 
 /** What a phase runs for: a connection, as the phase runner sees it. */
@@ -55,12 +56,15 @@ export interface Watched {
 /** What the engine keeps for one connection. */
 export interface ConnectionRecord<Cs, Ts, R> extends PhaseHost, Watched {
   readonly scope: Scope.Closeable
-  /** The app's services and the connection's `SmtpSession`. */
-  readonly base: Context.Context<R | SmtpSession.SmtpSession>
+  /** The app's services, the connection's `SmtpSession` and `PhaseReply`. */
+  readonly base: Context.Context<R | SmtpSession.SmtpSession | PhaseReply>
   /** smtp-server has run the connect phase (a client gone before its greeting never gets there). */
   connected: boolean
-  /** The connection's services, once its state is built (at connect). */
-  state: Context.Context<R | SmtpSession.SmtpSession | Cs> | undefined
+  /** The connection's services, once its state is built (at connect); the app's user joins them at AUTH. */
+  state: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs> | undefined
+  /** Transactions started (MAIL FROM accepted) and messages accepted (DATA answered 250). */
+  started: number
+  messages: number
   transaction: Transaction<Cs, Ts, R> | undefined
   /** Set when the server shuts down: the next command gets 421 and the connection closes. */
   draining: boolean

@@ -8,13 +8,16 @@
  * listener, and the test kit hands the engine in-memory connections.
  */
 import * as Duration from "effect/Duration"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Dns from "effect/net/Dns"
+import * as NodeDns from "@effect/platform-node/NodeDns"
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import * as Reject from "../../phases/Reject.ts"
-import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import type { SmtpApp, UserKey } from "../../phases/SmtpApp.ts"
 import { SmtpConfigError, type Settings } from "../../layers/SmtpServerConfig.ts"
 import * as Alarm from "../Alarm.ts"
 import { type ConnectionRecord, isBusy, Registry } from "./Connections.ts"
@@ -45,7 +48,7 @@ export interface SmtpEngine {
 }
 
 /** Builds the engine; it lives as long as the calling scope. */
-export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, R>, settings: Settings) {
+export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, settings: Settings) {
   yield* SmtpServerHooks.check
   if (settings.authRequired && app.auth.length === 0) {
     return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
@@ -65,7 +68,11 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     return record
   }
   const runner = new PhaseRunner(services, settings.phaseTimeouts, alarm, logging)
-  const phases = new Phases({ app, settings, runner, state, registry, deadlines, logging, recordOf, run })
+  // Reverse lookups go through the app's `Dns` service where it provides one (a test's), otherwise Node's resolver.
+  const dns = settings.reverseLookup
+    ? Option.getOrUndefined(Context.getOption(services, Dns.Dns)) ?? (yield* Effect.orDie(NodeDns.make()))
+    : undefined
+  const phases = new Phases({ app, dns, settings, runner, state, registry, deadlines, logging, recordOf, run })
   let shuttingDown = false
 
   const disabled = [
@@ -102,8 +109,11 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     draining: (record) => record.draining,
     disabledCommands: (secure) => secure || settings.allowInsecureAuth ? disabled : disabledBeforeTls,
     lineOpen: (record, open) => deadlines.line(record, open),
-    replied: (record, code, text) => {
+    replied: (record, code, text, verb) => {
       const connection = record.connection
+      // Counted as smtp-server's session does not: transactions when they start, messages when they are accepted.
+      if (code === 250 && verb === "MAIL") record.started++
+      else if (code === 250 && verb === "DATA") record.messages++
       // An answer to a client that has gone (its handler interrupted) is not a rejection worth a log line.
       if (code >= 400 && !connection.ended) logging.rejection(record.session, code, text)
       deadlines.replies(record, stalled)
@@ -120,7 +130,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R>(app: SmtpApp<Cs, Ts, 
     name: settings.hostname,
     ...(Option.isSome(settings.banner) ? { banner: settings.banner.value } : {}),
     size: settings.maxMessageSize,
-    rejectOversized: true,
+    // The engine refuses a message over the limit itself, with the handler's own 552 where it maps MessageTooLarge.
+    rejectOversized: false,
     maxRecipients: settings.maxRecipients,
     // Connection limits are the engine's, with enhanced codes (see SmtpServerHooks).
     maxClients: Number.POSITIVE_INFINITY,

@@ -7,6 +7,7 @@
 import type * as net from "node:net"
 import type { Duplex } from "node:stream"
 import type { SMTPServer, SMTPServerSession } from "smtp-server"
+import type { SmtpReply } from "../../phases/Accept.ts"
 import type * as Reject from "../../phases/Reject.ts"
 import type * as CommandPolicy from "./CommandPolicy.ts"
 
@@ -32,8 +33,12 @@ export interface Connection {
   readonly client: string
   /** The connection is closing or closed: nothing more can be said on it. */
   readonly ended: boolean
+  /** Gives the client the host name a reverse lookup found (smtp-server's `clientHostname`). */
+  named(hostname: string): void
   /** Answers with `rejection` and reads on. */
   reply(rejection: Reject.SmtpRejection): void
+  /** Runs `accept` (which makes smtp-server answer 250), with `reply` sent in place of smtp-server's 250. */
+  acceptWith(reply: SmtpReply, accept: () => void): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
   /** Replies wait for the client to read them. */
@@ -77,7 +82,8 @@ export interface Hooks<C> {
   /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
   readonly lineOpen: (record: C, open: boolean) => void
   /** A reply was written. */
-  readonly replied: (record: C, code: number, text: string) => void
+  /** A reply was sent to the command `verb` (`DATA` for the reply to the message too). */
+  readonly replied: (record: C, code: number, text: string, verb: string) => void
   /** The connection starts STARTTLS. */
   readonly upgrading: (record: C) => void
   /** Arms the deadline of a TLS handshake. */

@@ -18,6 +18,8 @@ import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Result from "effect/Result"
+import type { SmtpReply } from "../../phases/Accept.ts"
+import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as Alarm from "../Alarm.ts"
@@ -33,16 +35,18 @@ export type Inputs<I, R> = Context.Context<I> | Effect.Effect<Context.Context<I>
 export const replyError = (rejection: Reject.SmtpRejection): ReplyError =>
   Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
 
-/** The reply for a phase that failed. */
-export const replyFor = (cause: Cause.Cause<Reject.SmtpRejection>): ReplyError => {
+/** The reply for a phase that failed: a `MessageTooLarge` left as it is gets the default `552 5.3.4`. */
+export const replyFor = (cause: Cause.Cause<DataError>): ReplyError => {
   const rejection = Cause.findErrorOption(cause)
-  if (Option.isSome(rejection)) return replyError(rejection.value)
+  if (Option.isSome(rejection)) return replyError(rejection.value._tag === "MessageTooLarge" ? Reject.tooBig : rejection.value)
   return replyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
 }
 
 /** An answer to smtp-server: no error, or the reply for the failure. */
-export const replyTo = (done: (error: ReplyError | null) => void) => (exit: Exit.Exit<unknown, Reject.SmtpRejection>): void =>
+export const replyTo = (done: (error: ReplyError | null) => void) => (exit: Exit.Exit<unknown, DataError>): void =>
   Exit.isSuccess(exit) ? done(null) : done(replyFor(exit.cause))
+
+const newRun = (): Run => ({ reached: 0, context: Context.empty(), keys: [], reply: undefined })
 
 export class PhaseRunner<R> {
   private readonly services: Context.Context<R>
@@ -80,14 +84,14 @@ export class PhaseRunner<R> {
   }
 
   /** The context a run of `phase` starts in: its inputs, annotated for the logs and marked for the chain. */
-  context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>): Context.Context<I> {
+  context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>, run: Run = newRun()): Context.Context<I> {
     // The phase's inputs are the same services each time (with other values): their annotations are made once.
     const annotations = record.annotations[phase]
     const annotated = annotations === undefined
       ? this.annotated(record, phase, inputs)
       : Context.add(inputs, References.CurrentLogAnnotations, annotations)
     record.annotations[phase] ??= Context.get(annotated, References.CurrentLogAnnotations)
-    const run: Run = { reached: 0, context: Context.empty(), keys: this.keysOf(phase, inputs) }
+    run.keys = this.keysOf(phase, inputs)
     const context = Context.add(annotated, PhaseRun, run)
     run.context = context
     return context
@@ -95,33 +99,34 @@ export class PhaseRunner<R> {
 
   /**
    * Runs `body` for `record` with the services `inputs` and calls `answer`
-   * with its outcome, once (at once if the phase completes at once). Returns
-   * the fiber while it runs.
+   * with its outcome and the success reply a middleware set, once (at once
+   * if the phase completes at once). Returns the fiber while it runs.
    */
-  run<A, I>(
+  run<A, E extends DataError, I>(
     record: PhaseHost,
     phase: Phase,
     inputs: Inputs<I, R>,
-    body: Effect.Effect<A, Reject.SmtpRejection, I>,
-    answer: (exit: Exit.Exit<A, Reject.SmtpRejection>) => void
-  ): Fiber.Fiber<A, Reject.SmtpRejection> | undefined {
+    body: Effect.Effect<A, E, I>,
+    answer: (exit: Exit.Exit<A, NoInfer<E> | Reject.SmtpRejection>, reply: SmtpReply | undefined) => void
+  ): Fiber.Fiber<A, E | Reject.SmtpRejection> | undefined {
     record.snapshot = undefined
+    const run = newRun()
     const fiber = Effect.isEffect(inputs)
       ? Effect.runForkWith(this.annotated(record, phase, this.services))(
-        Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready)))
+        Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready, run)))
       )
-      : Effect.runForkWith(this.context(record, phase, inputs))(body)
+      : Effect.runForkWith(this.context(record, phase, inputs, run))(body)
     let timedOut = false
-    const settle = (exit: Exit.Exit<A, Reject.SmtpRejection>): void => {
-      if (timedOut) return answer(Exit.fail(Reject.timedOut))
+    const settle = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
+      if (timedOut) return answer(Exit.fail(Reject.timedOut), undefined)
       if (Exit.isFailure(exit)) {
         const defect = Cause.findDefect(exit.cause)
         if (Result.isSuccess(defect)) {
           this.logging.defect(record.session, phase, Cause.die(defect.success))
-          return answer(Exit.fail(Reject.internalError))
+          return answer(Exit.fail(Reject.internalError), undefined)
         }
       }
-      answer(exit)
+      answer(exit, run.reply)
     }
     const now = fiber.pollUnsafe()
     if (now !== undefined) return void settle(now)

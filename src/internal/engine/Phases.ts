@@ -8,6 +8,7 @@
  * handler whose message arrived whole: that message is stored, and the close
  * phase waits for it.
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -19,16 +20,18 @@ import * as MutableRef from "effect/MutableRef"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server"
+import type { Dns } from "effect/net/Dns"
+import type { SmtpReply } from "../../phases/Accept.ts"
+import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
-import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import type { Connected as ConnectedTo, InTransaction as InTransactionOf, SmtpApp, UserKey } from "../../phases/SmtpApp.ts"
 import { Credentials, MailFrom, Message, RcptTo } from "../../services/PhaseInput.ts"
-import type * as SmtpSession from "../../services/SmtpSession.ts"
-import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
+import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Settings } from "../../layers/SmtpServerConfig.ts"
 import { decodeMailFrom, decodeRcptTo } from "../AddressDecoding.ts"
 import * as MessageBody from "../MessageBody.ts"
 import * as MessageGuard from "../MessageGuard.ts"
-import { compose, endOfChain } from "../MiddlewareChain.ts"
+import { compose, endOfAuth } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
@@ -38,22 +41,31 @@ import type { ReplyError } from "./Hooks.ts"
 
 type Done = (error: ReplyError | null) => void
 
-type Connected<Cs, R> = R | SmtpSession.SmtpSession | Cs
-type InTransaction<Cs, Ts, R> = Connected<Cs, R> | SmtpTransaction.SmtpTransaction | Ts
+type Connected<Cs, R> = R | ConnectedTo<Cs>
+type InTransaction<Cs, Ts, R> = R | InTransactionOf<Cs, Ts>
+
+/** The rejection a data handler failed with of its own accord: not the content's `verdict`, which its stream passed on. */
+const ownRejection = (exit: Exit.Exit<unknown, DataError>, verdict: Reject.SmtpRejection | undefined): Reject.SmtpRejection | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Option.getOrUndefined(Cause.findErrorOption(exit.cause))
+  return error?._tag === "SmtpRejection" && error !== verdict ? error : undefined
+}
 
 /** The callbacks smtp-server calls, for one app. */
-export class Phases<Cs, Ts, R> {
+export class Phases<Cs, Ts, R, U extends UserKey> {
   private readonly chains: {
     readonly connect: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
     readonly secure: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
-    readonly auth: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R> | Credentials>
+    readonly auth: Effect.Effect<U["Service"], Reject.SmtpRejection, Connected<Cs, R> | Credentials>
     readonly mailFrom: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | MailFrom>
     readonly rcptTo: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | RcptTo>
-    readonly data: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | Message>
+    readonly data: Effect.Effect<void, DataError, InTransaction<Cs, Ts, R> | Message>
     readonly close: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
   }
   private readonly guardPolicy: MessageGuard.Policy
-  private readonly app: SmtpApp<Cs, Ts, R>
+  private readonly app: SmtpApp<Cs, Ts, R, U>
+  /** Sets the client's reverse-DNS name, with the `reverseLookup` setting. */
+  private readonly lookup: ((record: ConnectionRecord<Cs, Ts, R>) => Effect.Effect<void>) | undefined
   private readonly settings: Settings
   private readonly runner: PhaseRunner<R>
   private readonly state: SessionState<Cs, Ts, R>
@@ -66,7 +78,9 @@ export class Phases<Cs, Ts, R> {
   readonly rcptTo: (address: SMTPServerAddress, session: SMTPServerSession, done: Done) => void
 
   constructor(deps: {
-    readonly app: SmtpApp<Cs, Ts, R>
+    readonly app: SmtpApp<Cs, Ts, R, U>
+    /** The resolver for reverse lookups, with the `reverseLookup` setting. */
+    readonly dns: Dns["Service"] | undefined
     readonly settings: Settings
     readonly runner: PhaseRunner<R>
     readonly state: SessionState<Cs, Ts, R>
@@ -87,23 +101,25 @@ export class Phases<Cs, Ts, R> {
     this.recordOf = deps.recordOf
     this.run = deps.run
     // Each chain is composed once: its middleware functions run here, the Effects they return per command.
-    const accept = endOfChain("other")
+    const accept = Effect.void
     this.chains = {
       connect: compose(app.connect, accept),
       secure: compose(app.secure, accept),
-      auth: compose(app.auth, endOfChain("auth")),
+      auth: compose(app.auth, endOfAuth),
       mailFrom: compose(app.mailFrom, accept),
       rcptTo: compose(app.rcptTo, accept),
       data: compose(app.data, accept),
       close: compose(app.close, accept)
     }
     this.guardPolicy = { bareLineEndings: settings.bareLineEndings, nulBytes: settings.nulBytes, maxLineLength: settings.maxLineLength }
+    const extraMail = new Set(settings.extraMailParameters.map((name) => name.toUpperCase()))
+    const extraRcpt = new Set(settings.extraRcptParameters.map((name) => name.toUpperCase()))
     this.mailFrom = this.transactionPhase(
       "mailFrom",
       app.mailFrom.length === 0,
       this.chains.mailFrom,
       MailFrom,
-      decodeMailFrom,
+      (address) => decodeMailFrom(address, extraMail),
       (envelope, sender) => ({ ...envelope, mailFrom: Option.some(sender) })
     )
     this.rcptTo = this.transactionPhase(
@@ -111,17 +127,33 @@ export class Phases<Cs, Ts, R> {
       app.rcptTo.length === 0,
       this.chains.rcptTo,
       RcptTo,
-      (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true),
+      (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true, extraRcpt),
       (envelope, recipient) => ({ ...envelope, rcptTo: [...envelope.rcptTo, recipient] })
     )
+    const dns = deps.dns
+    this.lookup = dns === undefined ? undefined : (record) =>
+      dns.reverse(record.session.remoteAddress).pipe(
+        Effect.timeoutOption(settings.reverseLookupTimeout),
+        Effect.map(Option.map((names) => record.connection.named(names[0]))),
+        Effect.ignore
+      )
   }
 
-  /** Builds the connection state, if the app declares any, and runs the connect chain. */
+  /** Answers smtp-server: with the failure's reply, or accepting, in the words a middleware chose (`Accept`). */
+  private answer(record: ConnectionRecord<Cs, Ts, R>, done: Done) {
+    return (exit: Exit.Exit<unknown, DataError>, reply: SmtpReply | undefined): void =>
+      Exit.isSuccess(exit) && reply !== undefined ? record.connection.acceptWith(reply, () => done(null)) : replyTo(done)(exit)
+  }
+
+  /** Looks up the client's name (with `reverseLookup`), builds the connection state and runs the connect chain. */
   readonly connect = (session: SMTPServerSession, done: Done): void => {
     const record = this.recordOf(session)
     record.connected = true
-    if (record.state !== undefined && this.app.connect.length === 0) return done(null)
-    this.runner.run(record, "connect", record.state ?? this.state.build(record), this.chains.connect, replyTo(done))
+    const lookup = this.lookup
+    if (lookup === undefined && record.state !== undefined && this.app.connect.length === 0) return done(null)
+    const state = record.state ?? this.state.build(record)
+    const inputs = lookup === undefined ? state : Effect.andThen(lookup(record), Effect.isEffect(state) ? state : Effect.succeed(state))
+    this.runner.run(record, "connect", inputs, this.chains.connect, replyTo(done))
   }
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {
@@ -141,14 +173,16 @@ export class Phases<Cs, Ts, R> {
     })
   }
 
+  /** An accepted AUTH adds the app's user to the connection's services. */
   readonly auth = (
     auth: SMTPServerAuthentication,
     session: SMTPServerSession,
     done: (error: ReplyError | null, response?: { user: string }) => void
   ): void => {
+    const user = this.app.user
     const record = this.recordOf(session)
     const method = auth.method
-    if ((method !== "PLAIN" && method !== "LOGIN") || !this.settings.authMethods.includes(method)) {
+    if ((method !== "PLAIN" && method !== "LOGIN") || !this.settings.authMethods.includes(method) || user === undefined) {
       return void setImmediate(done, replyError(Reject.unknownAuthMechanism))
     }
     const username = auth.username ?? ""
@@ -162,7 +196,11 @@ export class Phases<Cs, Ts, R> {
         Effect.tap(() => Effect.logInfo("authenticated", { username })),
         Effect.catch((rejection) => this.authFailed(record, username, rejection))
       ),
-      (exit) => Exit.isSuccess(exit) ? done(null, { user: username }) : done(replyFor(exit.cause))
+      (exit) => {
+        if (Exit.isFailure(exit)) return done(replyFor(exit.cause))
+        if (record.state !== undefined) record.state = Context.add(record.state, user, exit.value)
+        done(null, { user: username })
+      }
     )
   }
 
@@ -173,7 +211,7 @@ export class Phases<Cs, Ts, R> {
     chain: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | Key>,
     key: Context.Key<Key, Input>,
     decode: (address: SMTPServerAddress, session: SMTPServerSession) => Result.Result<Input, Reject.SmtpRejection>,
-    record: (envelope: SmtpTransaction.Envelope, input: Input) => SmtpTransaction.Envelope
+    record: (envelope: SmtpTransaction.State, input: Input) => SmtpTransaction.State
   ) {
     return (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
       const connection = this.recordOf(session)
@@ -192,11 +230,11 @@ export class Phases<Cs, Ts, R> {
         phase,
         Effect.isEffect(transaction) ? Effect.map(transaction, withInput) : withInput(transaction),
         chain,
-        (exit) => {
+        (exit, reply) => {
           // Accepted: the envelope records it before the reply lets the client go on.
           const current = connection.transaction
           if (Exit.isSuccess(exit) && current !== undefined) MutableRef.update(current.ref.ref, (envelope) => record(envelope, input))
-          replyTo(done)(exit)
+          this.answer(connection, done)(exit, reply)
         }
       )
     }
@@ -213,8 +251,14 @@ export class Phases<Cs, Ts, R> {
     stream.once("close", cancel)
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(this.guardPolicy)
-    const message = Message.of({ stream: MessageBody.fromReadable(stream, this.settings.maxMessageSize, guard) })
-    const withMessage = (transaction: Transaction<Cs, Ts, R>) => Context.add(transaction.context, Message, message)
+    const body = MessageBody.fromReadable(stream, this.settings.maxMessageSize, guard)
+    // DATA comes after MAIL and RCPT were accepted (smtp-server sees to it): the envelope has both.
+    const withMessage = (transaction: Transaction<Cs, Ts, R>) => {
+      const envelope = SmtpTransaction.envelopeOf(MutableRef.get(transaction.ref.ref))
+      return Option.isSome(envelope)
+        ? Context.add(transaction.context, Message, Message.of({ envelope: envelope.value, stream: body }))
+        : Effect.die(new Error("DATA without a sender and a recipient"))
+    }
     const start = (): void => {
       stream.off("readable", start)
       stream.off("close", start)
@@ -224,16 +268,24 @@ export class Phases<Cs, Ts, R> {
       const fiber = this.runner.run(
         record,
         "data",
-        Effect.isEffect(transaction) ? Effect.map(transaction, withMessage) : withMessage(transaction),
+        Effect.isEffect(transaction)
+          ? Effect.flatMap(transaction, (opened) => {
+            const ready = withMessage(opened)
+            return Effect.isEffect(ready) ? ready : Effect.succeed(ready)
+          })
+          : withMessage(transaction),
         scoped ? Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)) : this.chains.data,
-        (exit) =>
-          // The verdict on the content wins over the handler's, and it is known only once all of it was read.
+        (exit, reply) =>
+          // The verdict on the content wins over the handler's, and it is known only once all of it was read. A
+          // message over the limit is never accepted: it gets the handler's own rejection (its words for
+          // MessageTooLarge, say), or 552 5.3.4.
           MessageBody.drain(stream, guard, () => {
             if (!scoped) record.transaction = undefined
             record.inData = false
             record.delivering = undefined
-            if (guard.verdict !== undefined) done(replyError(guard.verdict))
-            else replyTo(done)(exit)
+            if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
+            else if (guard.verdict !== undefined) done(replyError(guard.verdict))
+            else this.answer(record, done)(exit, reply)
           })
       )
       if (fiber !== undefined && record.inData) record.delivering = { fiber, message: stream }

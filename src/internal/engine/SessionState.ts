@@ -15,8 +15,10 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type { SMTPServerSession } from "smtp-server"
+import { PhaseReply } from "../../phases/Accept.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { SmtpApp } from "../../phases/SmtpApp.ts"
+import { phaseReply } from "../MiddlewareChain.ts"
 import * as SmtpSession from "../../services/SmtpSession.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { ConnectionRecord, Transaction } from "./Connections.ts"
@@ -26,7 +28,7 @@ const optionalText = (value: string | false | null | undefined): Option.Option<s
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
 
 /** The session as a phase sees it. */
-export const snapshot = (session: SMTPServerSession): SmtpSession.State => ({
+export const snapshot = (session: SMTPServerSession, counts: { readonly started: number; readonly messages: number }): SmtpSession.State => ({
   id: session.id,
   localAddress: session.localAddress,
   localPort: session.localPort,
@@ -48,11 +50,12 @@ export const snapshot = (session: SMTPServerSession): SmtpSession.State => ({
     : Option.none(),
   transmissionType: session.transmissionType ?? "SMTP",
   username: typeof session.user === "string" ? Option.some(session.user) : Option.none(),
-  transactions: Math.max(0, (session.transaction ?? 1) - 1)
+  transactions: counts.started,
+  messages: counts.messages
 })
 
 /** `around` with `added` on top; `Context.merge` copies its first argument whole, so an empty `added` goes first. */
-const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
+export const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
   added.mapUnsafe.size === 0 ? Context.merge(added, around) : Context.merge(around, added)
 
 /** An Effect that has completed already is its own Exit. */
@@ -64,7 +67,7 @@ const builtAtOnce = <A, E, R>(built: Effect.Effect<A, E, R>): A | undefined =>
 
 /** The state of an app's connections and transactions. */
 export class SessionState<Cs, Ts, R> {
-  private readonly app: SmtpApp<Cs, Ts, R>
+  private readonly app: Pick<SmtpApp<Cs, Ts, R>, "connectionState" | "transactionState">
   private readonly services: Context.Context<R>
   private readonly serverScope: Scope.Scope
   /** A scope no builder asked first ever touches. */
@@ -77,7 +80,7 @@ export class SessionState<Cs, Ts, R> {
   private connectionAtOnce: Context.Context<Cs> | false | undefined = undefined
   private transactionAtOnce: Context.Context<Ts> | false | undefined = undefined
 
-  constructor(app: SmtpApp<Cs, Ts, R>, services: Context.Context<R>, serverScope: Scope.Scope) {
+  constructor(app: Pick<SmtpApp<Cs, Ts, R>, "connectionState" | "transactionState">, services: Context.Context<R>, serverScope: Scope.Scope) {
     this.app = app
     this.services = services
     this.serverScope = serverScope
@@ -90,11 +93,15 @@ export class SessionState<Cs, Ts, R> {
       connection,
       session,
       scope: Scope.forkUnsafe(this.serverScope),
-      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(session))),
+      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(session, record))).pipe(
+        Context.add(PhaseReply, phaseReply)
+      ),
       snapshot: undefined,
       fibers: new Set(),
       connected: false,
       state: undefined,
+      started: 0,
+      messages: 0,
       transaction: undefined,
       draining,
       authFailures: 0,
@@ -110,7 +117,7 @@ export class SessionState<Cs, Ts, R> {
   }
 
   /** Builds the connection state into the connection's scope (at connect). */
-  build(record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<Context.Context<R | SmtpSession.SmtpSession | Cs>, Reject.SmtpRejection, R> {
+  build(record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs>, Reject.SmtpRejection, R> {
     return Effect.map(this.app.connectionState(record.base, record.scope), (state) => record.state = withState(record.base, state))
   }
 
@@ -136,7 +143,8 @@ export class SessionState<Cs, Ts, R> {
     // Commands are read only once the connect phase has built the state.
     if (connectionState === undefined) return Effect.fail(Reject.internalError)
     const ending = this.endTransaction(record)
-    const { service, ref } = SmtpTransaction.make(record.session.transaction)
+    // Numbered as the transaction it will be once MAIL FROM is accepted.
+    const { service, ref } = SmtpTransaction.make(record.started + 1)
     const base = Context.add(connectionState, SmtpTransaction.SmtpTransaction, service)
     const envelope = record.session.envelope
     const state = this.transactionAtOnce ??= builtAtOnce(this.app.transactionState(base, this.unused)) ?? false

@@ -10,26 +10,19 @@
  * every member it relies on exists in the installed smtp-server.
  */
 import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
-import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerOptions } from "smtp-server"
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js"
 import { SMTPStream } from "smtp-server/lib/smtp-stream.js"
+import type { SmtpReply } from "../../phases/Accept.ts"
 import * as Reject from "../../phases/Reject.ts"
 import * as CommandPolicy from "./CommandPolicy.ts"
 import type { Connection, Hooks, Peer, Server, StreamSocket } from "./Hooks.ts"
 import * as DataInput from "./DataInput.ts"
 import { PipelinedInput } from "./PipelinedInput.ts"
-
-/** The installed smtp-server lacks internals the engine is built on. */
-export class SmtpServerVersionError extends Schema.TaggedError<SmtpServerVersionError>()("SmtpServerVersionError", {
-  version: Schema.String,
-  missing: Schema.Array(Schema.String),
-  message: Schema.String
-}) {}
+import { type SmtpServerVersionError, versionError } from "./SmtpServerVersion.ts"
 
 /** Members this module overrides or calls (methods, on the prototypes) and reads (fields, on fresh instances). */
 const internals = {
@@ -39,22 +32,13 @@ const internals = {
   },
   SMTPConnection: {
     methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand"],
-    fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand"]
+    fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand", "clientHostname"]
   },
   SMTPStream: {
     methods: ["_write", "_feedDataStream", "_endDataMode", "_countDataBytes"],
     fields: ["_dataMode", "_dataStream", "_remainder", "_lastBytes", "_atDataStart", "isClosed"]
   }
 } as const
-
-const installedVersion = (): string => {
-  try {
-    const version: unknown = Reflect.get(createRequire(import.meta.url)("smtp-server/package.json"), "version")
-    return typeof version === "string" ? version : "unknown"
-  } catch {
-    return "unknown"
-  }
-}
 
 /** What the installed smtp-server lacks, as `Class.member`. */
 export const missing = (): ReadonlyArray<string> => {
@@ -80,10 +64,7 @@ export const missing = (): ReadonlyArray<string> => {
 /** Fails when the installed smtp-server lacks anything this module needs. */
 export const check: Effect.Effect<void, SmtpServerVersionError> = Effect.suspend(() => {
   const absent = missing()
-  if (absent.length === 0) return Effect.void
-  const version = installedVersion()
-  const message = `smtp-server ${version} lacks ${absent.join(", ")}: effect-smtp is built against smtp-server ~3.21`
-  return Effect.fail(new SmtpServerVersionError({ version, missing: absent, message }))
+  return absent.length === 0 ? Effect.void : Effect.fail(versionError(absent))
 })
 
 // smtp-server's types ask for a `net.Socket`, but its connection reads and writes the socket as a stream and uses
@@ -171,6 +152,8 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   private greeted = false
   /** The verb of the command being handled ("" in an AUTH exchange). */
   private verb = ""
+  /** The reply to send in place of smtp-server's next 250, while `acceptWith` runs. */
+  private accepted: SmtpReply | undefined = undefined
   junkCommands = 0
   waited = false
 
@@ -237,6 +220,11 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   }
 
   override send(code: number, data?: string | Array<string> | null, context?: string | false): void {
+    const accepted = this.accepted
+    if (code === 250 && accepted !== undefined) {
+      this.accepted = undefined
+      return this.send(accepted.code, `${accepted.enhanced} ${accepted.message}`)
+    }
     // smtp-server's own limit on unknown commands is a policy refusal: 4.7.0, not its default 4.4.2.
     if (code === 421 && data === "Error: too many unrecognized commands") return this.refuse(Reject.tooMuchJunk)
     const own = typeof data === "string" && ENHANCED.test(data)
@@ -246,8 +234,18 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     }
     // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
     super.send(code, data, own ? false : context)
-    this.hooks.replied(this.record, code, typeof data === "string" ? data : String(data))
+    this.hooks.replied(this.record, code, typeof data === "string" ? data : String(data), this.verb)
     if (code === 421 && own) this.close()
+  }
+
+  acceptWith(reply: SmtpReply, accept: () => void): void {
+    this.accepted = reply // smtp-server answers within `accept`
+    accept()
+    this.accepted = undefined
+  }
+
+  named(hostname: string): void {
+    this.clientHostname = this.session.clientHostname = hostname
   }
 
   reply(rejection: Reject.SmtpRejection): void {

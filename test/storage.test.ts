@@ -161,6 +161,20 @@ describe("storage", () => {
       expect(storedBodies(root)).toEqual([unix(again)])
     }), 120_000)
 
+  it.live("the reply names the message as the log line and the file in new/ do: 250 2.0.0 Ok: queued as <id>", () =>
+    Effect.gen(function*() {
+      const logs = capture()
+      const root = path.join(yield* temporary, "mail")
+      const port = yield* serveStore(Maildir.layer({ root, hostname: "mx.test" })).pipe(Effect.provide(logs.layer))
+      const result = yield* sendRaw(port, "named", message("named", 2_000))
+      const [file, ...others] = folder(root, "new")
+      expect(others).toEqual([])
+      expect(result.response).toBe(`250 2.0.0 Ok: queued as ${file}`)
+      expect(logs.lines.filter((line) => line.startsWith("Info message accepted"))).toEqual([
+        expect.stringContaining(`id: '${file}'`)
+      ])
+    }))
+
   it.live("a file system that writes half of what it is given: every byte still reaches the file", () =>
     Effect.gen(function*() {
       const root = path.join(yield* temporary, "mail")

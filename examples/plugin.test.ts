@@ -5,7 +5,7 @@ import { expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SmtpApp } from "effect-smtp"
 import { SmtpTest } from "effect-smtp/testing"
-import { recipientLimit } from "./plugin.ts"
+import { recipientLimit } from "./plugin.js"
 
 it.effect("recipientLimit(2): the third recipient of a connection gets 452 4.5.3, the next connection starts again", () =>
   Effect.gen(function*() {

@@ -47,6 +47,12 @@ describe("auth with a typed user", () => {
       const client = yield* SmtpTest.connect()
       yield* client.ehlo("client.test")
       expect(yield* client.mailFrom("a@x.test")).toEqual({ code: 250, enhanced: "2.1.0", lines: ["Accepted"] })
+      // Not within a mail transaction (RFC 4954): the user would miss the rest of it.
+      expect(yield* client.auth({ method: "PLAIN", username: "admin", password: "pw" })).toEqual({
+        code: 503,
+        enhanced: "5.5.1",
+        lines: ["AUTH is not permitted during a mail transaction"]
+      })
       yield* client.rset
       expect(yield* client.auth({ method: "PLAIN", username: "admin", password: "pw" })).toMatchObject({ code: 235 })
       expect(yield* client.mailFrom("a@x.test")).toEqual({ code: 250, enhanced: "2.1.0", lines: ["Hello Admin (#1)"] })

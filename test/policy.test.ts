@@ -19,6 +19,7 @@ const facts = (overrides: Partial<Facts> = {}): Facts => ({
   secure: false,
   helo: false,
   authenticated: false,
+  inTransaction: false,
   draining: false,
   junkCommands: 0,
   waited: false,
@@ -476,6 +477,16 @@ describe("CommandPolicy.decide", () => {
       expectVerdict(run("AUTH PLAIN !!!!", { junkCommands: 10 }), refused(Reject.tooMuchJunk))
       expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 9 }), rejected(Reject.badBase64, true, true))
       expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 10 }), refused(Reject.tooMuchJunk))
+    })
+  })
+
+  describe("AUTH during a mail transaction", () => {
+    it("is rejected with 503 5.5.1 (RFC 4954 section 4); outside one, and SASL responses within one, pass", () => {
+      expectVerdict(run("AUTH PLAIN dGVzdA==", { inTransaction: true }), rejected(Reject.authInTransaction, false, false))
+      expectVerdict(run("auth login", { inTransaction: true }), rejected(Reject.authInTransaction, false, false))
+      expectVerdict(run("AUTH PLAIN dGVzdA==", { inTransaction: false }), pass("AUTH"))
+      expectVerdict(run("MAIL FROM:<a@x.test>", { inTransaction: true }), pass("MAIL"))
+      expectVerdict(run("dGVzdA==", { saslResponse: true, inTransaction: true }), pass(""))
     })
   })
 

@@ -84,6 +84,8 @@ export const unknownAuthMechanism: SmtpRejection = permanent(504, "5.5.4", "Unre
 export const bdatRefused: SmtpRejection = permanent(502, "5.5.1", "BDAT is not supported, closing the connection")
 /** `530 5.7.0`: a transaction command before AUTH where authentication is required. */
 export const authenticationRequired: SmtpRejection = permanent(530, "5.7.0", "Authentication required")
+/** `503 5.5.1`: AUTH during a mail transaction (RFC 4954 section 4). */
+export const authInTransaction: SmtpRejection = permanent(503, "5.5.1", "AUTH is not permitted during a mail transaction")
 /** `535 5.7.8`: credentials no auth middleware accepted. */
 export const authenticationFailed: SmtpRejection = permanent(535, "5.7.8", "Authentication credentials invalid")
 /** `421 4.7.0`: too many failed AUTH attempts on one connection. */

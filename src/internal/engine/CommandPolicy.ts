@@ -2,7 +2,8 @@
  * What the engine does with a command line before smtp-server sees it: a pure
  * function of the connection's facts and the line. It applies RFC 5321 line
  * lengths and parameters, RFC 2920 and RFC 3207 pipelining, RFC 4954 SASL
- * responses, the junk-command limit, BDAT and required AUTH; smtp-server
+ * responses and AUTH outside transactions, the junk-command limit, BDAT and
+ * required AUTH; smtp-server
  * applies the rest of the protocol to the lines it lets through.
  */
 import * as Reject from "../../phases/Reject.ts"
@@ -15,6 +16,8 @@ export interface Facts {
   /** The session opened with HELO, which allows no pipelining at all. */
   readonly helo: boolean
   readonly authenticated: boolean
+  /** A mail transaction is open: MAIL FROM was accepted. */
+  readonly inTransaction: boolean
   /** The server is shutting down. */
   readonly draining: boolean
   /** Commands counted as junk so far. */
@@ -124,6 +127,8 @@ export const decide = (rules: Rules, facts: Facts, line: Buffer): Verdict => {
   if (line.length + 2 > lineLimit(verb)) return reject(Reject.lineTooLong, !known)
   if ((verb === "MAIL" || verb === "RCPT") && !wellFormedParameters(line)) return reject(Reject.badParameter)
   if (verb === "AUTH") {
+    // RFC 4954 section 4 (smtp-server lets it through): a user accepted mid-transaction would miss its phases.
+    if (facts.inTransaction) return reject(Reject.authInTransaction)
     const token = line.toString("latin1").trim().split(/\s+/)[2]
     if (token !== undefined && !SASL_TOKEN.test(token)) {
       return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.badBase64, true, true)

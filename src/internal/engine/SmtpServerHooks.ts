@@ -174,6 +174,7 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   get saslResponse(): boolean { return this._nextHandler !== false }
   get helo(): boolean { return this.openingCommand === "HELO" }
   get authenticated(): boolean { return Boolean(this.session.user) }
+  get inTransaction(): boolean { return Boolean(this.session.envelope.mailFrom) }
   get draining(): boolean { return this.hooks.draining(this.record) }
   ahead(): number { return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength }
 

@@ -290,7 +290,7 @@ describe("reverse DNS", () => {
   const resolver = (reverse: (address: string) => Effect.Effect<ReadonlyArray<string>, Dns.DnsError>) =>
     Layer.succeed(Dns.Dns, Dns.make({ lookup: () => Effect.succeed([]), reverse: (address) => reverse(String(address)) }))
 
-  it.effect("with reverseLookup, clientHostname is the name the app's Dns service gives, before connect middleware", () =>
+  it.effect("with reverseLookup, clientHostname is the name the app's Dns service gives (without its root dot), before connect middleware", () =>
     Effect.gen(function*() {
       const server = yield* SmtpTest.make(app, { reverseLookup: true })
       const client = yield* server.connect({ remoteAddress: "192.0.2.7" })
@@ -298,7 +298,7 @@ describe("reverse DNS", () => {
       yield* client.quit
       expect((yield* client.session).clientHostname).toBe("mail.client.test")
       expect(yield* Trail.all).toEqual(["mail.client.test"])
-    }).pipe(Effect.provide([Trail.layer, resolver((address) => Effect.succeed(address === "192.0.2.7" ? ["mail.client.test"] : []))])))
+    }).pipe(Effect.provide([Trail.layer, resolver((address) => Effect.succeed(address === "192.0.2.7" ? ["mail.client.test."] : []))])))
 
   it.effect("a lookup that fails or outlasts reverseLookupTimeout leaves the address literal; without the setting, none is made", () =>
     Effect.gen(function*() {

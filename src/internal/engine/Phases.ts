@@ -21,6 +21,7 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server"
 import type { Dns } from "effect/net/Dns"
+import * as Host from "effect/net/Host"
 import type { SmtpReply } from "../../phases/Accept.ts"
 import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
@@ -134,7 +135,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.lookup = dns === undefined ? undefined : (record) =>
       dns.reverse(record.session.remoteAddress).pipe(
         Effect.timeoutOption(settings.reverseLookupTimeout),
-        Effect.map(Option.map((names) => record.connection.named(names[0]))),
+        // Resolvers give fully qualified names ("mail.example."): the trace fields want the usual form.
+        Effect.map(Option.map((names) => record.connection.named(Host.toRelative(names[0])))),
         Effect.ignore
       )
   }

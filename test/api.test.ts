@@ -321,3 +321,22 @@ describe("reverse DNS", () => {
           : Effect.die("no other lookup"))
     ])))
 })
+
+describe("the close phase", () => {
+  it.effect("every close middleware runs, whether the ones before it ran next, ended the chain or failed; the kit still sees the user", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        SmtpApp.onAuth(Username, () => Effect.flatMap(Credentials, ({ username }) => Effect.succeed(username))),
+        SmtpApp.onClose(() => Trail.add("first, without next")),
+        SmtpApp.onClose(() => Effect.andThen(Trail.add("second, failing"), Reject.temporary(451, "4.3.0", "close failed"))),
+        SmtpApp.onClose((next) => Effect.andThen(Trail.add("third, around next"), Effect.andThen(next, Trail.add("third, after next")))),
+        SmtpApp.onClose(() => Trail.add("fourth"))
+      )
+      const client = yield* (yield* SmtpTest.make(app, insecure)).connect()
+      yield* client.ehlo("client.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "carol", password: "x" })).toMatchObject({ code: 235 })
+      yield* client.quit
+      expect(yield* client.user(Username)).toEqual(Option.some("carol"))
+      expect(yield* Trail.all).toEqual(["first, without next", "second, failing", "third, around next", "fourth", "third, after next"])
+    }).pipe(Effect.provide(Trail.layer)))
+})

@@ -86,5 +86,30 @@ export const compose = <A, E, R>(
   return chain
 }
 
+/** The rest of a chain if the middleware before `index` did not run it. */
+const unlessReached = <A, E>(index: number, rest: Effect.Effect<A, E>): Effect.Effect<A | void, E> =>
+  Effect.withFiber((fiber) => {
+    const run = Context.getOrUndefined(fiber.context, PhaseRun)
+    return run !== undefined && run.reached < index ? rest : Effect.void
+  })
+
+/**
+ * The close phase's middleware: composed as `compose` does, except that each
+ * one is followed by the rest of the chain when it did not run `next` or
+ * failed, so one plugin's close handler cannot keep another's from running
+ * (there is no reply left to decide). The first failure is the chain's.
+ */
+export const composeAll = <E, R>(
+  middleware: ReadonlyArray<Middleware<void, E, R, E>>,
+  last: Effect.Effect<void, E>
+): Effect.Effect<void, E, R> => {
+  let chain: Effect.Effect<void, E, R> = last
+  for (let index = middleware.length - 1; index >= 0; index--) {
+    const next = guarded(index + 1, chain)
+    chain = Effect.flatMap(Effect.exit(middleware[index]!(next)), (exit) => Effect.andThen(unlessReached(index + 1, next), exit))
+  }
+  return chain
+}
+
 /** The end of the auth chain: no middleware accepted the credentials. */
 export const endOfAuth: Effect.Effect<never, Reject.SmtpRejection> = Effect.fail(Reject.authenticationFailed)

@@ -167,7 +167,12 @@ export const onData = <E extends DataError, R>(middleware: Middleware<void, E, R
   return build<Cs, Ts, R0 | Exclude<R, InTransaction<Cs, Ts> | Message>, U>({ ...app, data: [...app.data, middleware] })
 }
 
-/** Runs after the connection closed, for every connection whose state was built; there is nobody left to reply to. */
+/**
+ * Runs after the connection closed, for every connection whose state was
+ * built; there is nobody left to reply to. Every close middleware runs: one
+ * that does not run `next` (or fails) is followed by the rest all the same,
+ * so a plugin's clean-up always gets its turn.
+ */
 export const onClose = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
 <Cs, Ts, R0, U extends UserKey>(app: SmtpApp<Cs, Ts, R0, U>): SmtpApp<Cs, Ts, R0 | Exclude<R, Connected<Cs>>, U> => {
   splitsInto<Connected<Cs>, void, E, R, Reject.SmtpRejection>(middleware)

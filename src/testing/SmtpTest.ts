@@ -56,12 +56,12 @@ const observe = <Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, seen:
   }
   return {
     ...app,
-    close: [...app.close, (next) =>
+    close: [(next) =>
       Effect.withFiber((fiber) => {
         const record = seen.get(Context.getOrUndefined(fiber.context, SmtpSession)?.id ?? "")
         if (record !== undefined) record.services = fiber.context
         return next
-      })],
+      }), ...app.close],
     connectionState: (around, scope) =>
       Effect.andThen(
         onEnd(around, scope, (record) => Effect.flatMap(Context.get(around, SmtpSession).state, (state) => Deferred.succeed(record.session, state))),

@@ -32,7 +32,7 @@ import type { Settings } from "../../layers/SmtpServerConfig.ts"
 import { decodeMailFrom, decodeRcptTo } from "../AddressDecoding.ts"
 import * as MessageBody from "../MessageBody.ts"
 import * as MessageGuard from "../MessageGuard.ts"
-import { compose, endOfAuth } from "../MiddlewareChain.ts"
+import { compose, composeAll, endOfAuth } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
@@ -110,7 +110,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       mailFrom: compose(app.mailFrom, accept),
       rcptTo: compose(app.rcptTo, accept),
       data: compose(app.data, accept),
-      close: compose(app.close, accept)
+      close: composeAll(app.close, accept)
     }
     this.guardPolicy = { bareLineEndings: settings.bareLineEndings, nulBytes: settings.nulBytes, maxLineLength: settings.maxLineLength }
     const extraMail = new Set(settings.extraMailParameters.map((name) => name.toUpperCase()))

@@ -291,6 +291,26 @@ const cases: ReadonlyArray<Case> = [
       })
   },
   {
+    variable: "SMTP_REQUEST_CLIENT_CERTIFICATE",
+    env: { SMTP_REQUEST_CLIENT_CERTIFICATE: "true", SMTP_TLS_CERT: "self-signed" },
+    observed: "the client's certificate, given over STARTTLS, reaches the app on the session's tls",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        const client = yield* startTls(server.port)
+        const secure = yield* tlsClient({ socket: client.socket, cert: fixtureTls.cert, key: Redacted.value(fixtureTls.key) })
+        expect(yield* say(secure, "EHLO client.test")).toMatch(/^250[ -]/)
+        expect(yield* say(secure, "MAIL FROM:<a@x.test>")).toMatch(/^250 /)
+        expect(yield* say(secure, "RCPT TO:<b@x.test>")).toMatch(/^250 /)
+        expect(yield* say(secure, "DATA")).toMatch(/^354 /)
+        expect(yield* say(secure, "Subject: x\r\n\r\nbody\r\n.")).toMatch(/^250 /)
+        const [message] = yield* server.messages
+        expect(message).toBeDefined()
+        const certificate = Option.flatMap(message!.session.tls, (tls) => tls.peerCertificate)
+        expect(Option.map(certificate, (given) => given.subject)).toEqual(Option.some({ CN: "localhost" }))
+      })
+  },
+  {
     variable: "SMTP_TLS_KEY",
     env: { SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: fixture("localhost.key") },
     observed: "with the certificate file, STARTTLS serves that certificate: a client that trusts only it delivers",
@@ -415,6 +435,28 @@ const cases: ReadonlyArray<Case> = [
         const server = yield* serve(store)
         expect(yield* deliverRaw(server.port, `Subject: x\r\n\r\n${"y".repeat(1001)}\r\n`)).toMatch(/^550 5\.6\.0 /)
         expect(yield* server.messages).toHaveLength(0)
+      })
+  },
+  {
+    variable: "SMTP_XCLIENT_PEERS",
+    env: { SMTP_XCLIENT_PEERS: "127.0.0.1" },
+    observed: "XCLIENT from 127.0.0.1 is offered and hands the session to 198.51.100.7 with a new greeting",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const client = yield* greeted((yield* serve(store)).port)
+        expect(yield* say(client, "EHLO proxy.test")).toMatch(/^250[ -]XCLIENT NAME ADDR PORT PROTO HELO LOGIN$/m)
+        expect(yield* say(client, "XCLIENT ADDR=198.51.100.7")).toMatch(/^220 /)
+      })
+  },
+  {
+    variable: "SMTP_XFORWARD_PEERS",
+    env: { SMTP_XFORWARD_PEERS: "127.0.0.1" },
+    observed: "XFORWARD from 127.0.0.1 is offered and accepted",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const client = yield* greeted((yield* serve(store)).port)
+        expect(yield* say(client, "EHLO proxy.test")).toMatch(/^250[ -]XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE$/m)
+        expect(yield* say(client, "XFORWARD ADDR=198.51.100.7")).toMatch(/^250 /)
       })
   },
   {
@@ -607,6 +649,9 @@ const everything: Env = {
   SMTP_BARE_LINE_ENDINGS: "normalize",
   SMTP_NUL_BYTES: "strip",
   SMTP_MAX_LINE_LENGTH: "2000",
+  SMTP_REQUEST_CLIENT_CERTIFICATE: "true",
+  SMTP_XCLIENT_PEERS: "192.0.2.10",
+  SMTP_XFORWARD_PEERS: "192.0.2.11",
   SMTP_REVERSE_LOOKUP: "true",
   SMTP_REVERSE_LOOKUP_TIMEOUT: "9 seconds",
   SMTP_EXTRA_MAIL_PARAMETERS: "XTRACE",
@@ -832,6 +877,9 @@ describe("the variables as a whole", () => {
         bareLineEndings: "normalize",
         nulBytes: "strip",
         maxLineLength: 2000,
+        requestClientCertificate: true,
+        xclientPeers: ["192.0.2.10"],
+        xforwardPeers: ["192.0.2.11"],
         reverseLookup: true,
         reverseLookupTimeout: Duration.seconds(9),
         extraMailParameters: ["XTRACE"],

@@ -457,6 +457,8 @@ describe("trace fields", () => {
         openingCommand: Option.some("EHLO" as const),
         transmissionType: "ESMTP",
         username: Option.none(),
+        xClient: new Map(),
+        xForward: new Map(),
         transactions: 1,
         messages: 0
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { SmtpTest } from "effect-smtp/testing"
 import { fixtureTls } from "../../test/support.ts"
 import { secure } from "./secure-phase.ts"
@@ -23,8 +23,25 @@ describe("secure phase", () => {
       expect(logs.lines).toEqual(tlsLines("test1"))
       yield* client.quit
       expect((yield* client.session).tls).toEqual(
-        Option.some({ protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", servername: Option.some("localhost") })
+        Option.some({ protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", servername: Option.some("localhost"), peerCertificate: Option.none() })
       )
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.effect("with requestClientCertificate: the certificate the client gave, on the session for later phases too", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const server = yield* SmtpTest.make(secure, { tls: fixtureTls, hostname: "localhost", requestClientCertificate: true })
+      const client = yield* server.connect({ certificate: { cert: fixtureTls.cert, key: Redacted.value(fixtureTls.key) } })
+      yield* client.ehlo("client.example")
+      yield* client.starttls
+      yield* client.ehlo("client.example")
+      expect(logs.lines).toEqual([...tlsLines("test1"), `[test1] Client cert: {"CN":"localhost"}`])
+      yield* client.quit
+      const { tls } = yield* client.session
+      const certificate = Option.flatMap(tls, (details) => details.peerCertificate)
+      // Self-signed, so it does not verify against Node's certificate authorities: the app decides.
+      expect(Option.map(certificate, ({ subject, verified }) => ({ subject, verified }))).toEqual(Option.some({ subject: { CN: "localhost" }, verified: false }))
     }).pipe(Effect.provide(logs.layer))
   })
 

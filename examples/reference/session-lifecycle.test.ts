@@ -66,11 +66,13 @@ describe("session", () => {
         localPort: 25,
         clientHostname: "[192.0.2.1]", // the reverse DNS name with the reverseLookup setting
         secure: true,
-        tls: Option.some({ protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", servername: Option.some("localhost") }),
+        tls: Option.some({ protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", servername: Option.some("localhost"), peerCertificate: Option.none() }),
         openingCommand: Option.some("EHLO"),
         heloName: Option.some("client.example.com"), // smtp-server's hostNameAppearsAs
         transmissionType: "ESMTPSA",
         username: Option.some("user@example.com"), // the app's own user: `client.user(Username)` here
+        xClient: new Map(), // what a proxy said with XCLIENT (with the xclientPeers setting)
+        xForward: new Map(),
         transactions: 2, // started (MAIL FROM accepted)
         messages: 1 // accepted (DATA answered 250)
       })

@@ -120,6 +120,11 @@ export const SettingsSchema = Schema.Struct({
     description: "certificate for STARTTLS and implicit TLS; without one, no TLS"
   }),
   implicitTls: setting(Schema.Boolean, false, "TLS from the first byte (port 465 style) instead of STARTTLS; needs `tls`"),
+  requestClientCertificate: setting(
+    Schema.Boolean,
+    false,
+    "ask TLS clients for a certificate; none, or one that does not verify, is still accepted: the app decides (`tls.peerCertificate`)"
+  ),
   authMethods: setting(Schema.Array(AuthMethod), ["PLAIN", "LOGIN"], "SASL mechanisms, offered only when the app has auth middleware"),
   authRequired: setting(Schema.Boolean, false, "mail only from authenticated sessions (`530 5.7.0`)"),
   allowInsecureAuth: setting(Schema.Boolean, false, "offer AUTH without TLS: localhost development only"),
@@ -128,6 +133,12 @@ export const SettingsSchema = Schema.Struct({
   bareLineEndings: setting(Schema.Literals(["reject", "normalize"]), "reject", "a bare CR or LF in DATA: `reject` (`550 5.5.2`) or `normalize` to CRLF"),
   nulBytes: setting(Schema.Literals(["reject", "strip"]), "reject", "NUL bytes in DATA: `reject` (`550 5.6.0`) or `strip`"),
   maxLineLength: setting(Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)), 10_000, "longest DATA line in bytes (`550 5.6.0` past it)"),
+  xclientPeers: setting(
+    Schema.Array(Host),
+    [],
+    "proxies (IP addresses) allowed XCLIENT: with ADDR, the session is the proxied client's and its connect middleware runs again"
+  ),
+  xforwardPeers: setting(Schema.Array(Host), [], "proxies (IP addresses) allowed XFORWARD: where a relayed message came from becomes the session's address, for logs and trace fields"),
   reverseLookup: setting(Schema.Boolean, false, "look up the client's host name by reverse DNS at connect, for `clientHostname` (otherwise `[address]`)"),
   reverseLookupTimeout: timeout("5 seconds", "how long a reverse lookup may take; past it, `clientHostname` is `[address]`"),
   extraMailParameters: setting(
@@ -242,13 +253,16 @@ const fromVariables = (prefix: string, given: Readonly<Record<string, unknown>>)
       .filter(([phase]) => !(isRecord(givenPhases) && phase in givenPhases))
       .map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
   )).pipe(Config.map(SettingsReader.defined))
-  const { authMethods: _, extraMailParameters: _m, extraRcptParameters: _r, phaseTimeouts: __, tls: ___, ...plain } = SettingsSchema.fields
+  const { authMethods: _, extraMailParameters: _m, extraRcptParameters: _r, xclientPeers: _x, xforwardPeers: _f, phaseTimeouts: __, tls: ___, ...plain } =
+    SettingsSchema.fields
   const list = (key: string) => SettingsReader.list(SettingsReader.variable(prefix, [key]))
   const readers: Record<string, Config.Config<unknown>> = {
     ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
     authMethods: list("authMethods"),
     extraMailParameters: list("extraMailParameters"),
     extraRcptParameters: list("extraRcptParameters"),
+    xclientPeers: list("xclientPeers"),
+    xforwardPeers: list("xforwardPeers"),
     phaseTimeouts,
     tls: tlsFiles(prefix)
   }

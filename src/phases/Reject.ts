@@ -86,6 +86,8 @@ export const bdatRefused: SmtpRejection = permanent(502, "5.5.1", "BDAT is not s
 export const authenticationRequired: SmtpRejection = permanent(530, "5.7.0", "Authentication required")
 /** `503 5.5.1`: AUTH during a mail transaction (RFC 4954 section 4). */
 export const authInTransaction: SmtpRejection = permanent(503, "5.5.1", "AUTH is not permitted during a mail transaction")
+/** `550 5.7.0`: XCLIENT LOGIN, which would log a user in past the app's auth phase. */
+export const xclientLogin: SmtpRejection = permanent(550, "5.7.0", "XCLIENT LOGIN is not supported: use AUTH")
 /** `535 5.7.8`: credentials no auth middleware accepted. */
 export const authenticationFailed: SmtpRejection = permanent(535, "5.7.8", "Authentication credentials invalid")
 /** `421 4.7.0`: too many failed AUTH attempts on one connection. */

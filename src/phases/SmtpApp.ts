@@ -22,7 +22,7 @@ import * as Layer from "effect/Layer"
 import type * as Pipeable from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import { pipeArguments } from "effect/Pipeable"
-import type { Credentials, MailFrom, Message, RcptTo } from "../services/PhaseInput.ts"
+import type { Credentials, MailFrom, Message, RcptTo, TlsSession } from "../services/PhaseInput.ts"
 import type { SmtpSession } from "../services/SmtpSession.ts"
 import type { SmtpTransaction } from "../services/SmtpTransaction.ts"
 import type { PhaseReply } from "./Accept.ts"
@@ -46,7 +46,7 @@ export type InTransaction<Cs, Ts> = SmtpSession | Cs | SmtpTransaction | Ts | Ph
  */
 export interface SmtpApp<in out Cs, in out Ts, out R, in out U extends UserKey = never> extends Pipeable.Pipeable {
   readonly connect: ReadonlyArray<Middleware<void, Reject.SmtpRejection, Connected<Cs> | R>>
-  readonly secure: ReadonlyArray<Middleware<void, Reject.SmtpRejection, Connected<Cs> | R>>
+  readonly secure: ReadonlyArray<Middleware<void, Reject.SmtpRejection, Connected<Cs> | TlsSession | R>>
   readonly auth: ReadonlyArray<Middleware<U["Service"], Reject.SmtpRejection, Connected<Cs> | Credentials | R>>
   /** The service an accepted AUTH adds to the connection; set by the first `onAuth`. */
   readonly user: U | undefined
@@ -125,11 +125,11 @@ export const onConnect = <E extends Reject.SmtpRejection, R>(middleware: Middlew
   return build<Cs, Ts, R0 | Exclude<R, Connected<Cs>>, U>({ ...app, connect: [...app.connect, middleware] })
 }
 
-/** Runs once TLS is established (STARTTLS or implicit TLS). */
+/** Runs once TLS is established (STARTTLS or implicit TLS), with its details (`TlsSession`). */
 export const onSecure = <E extends Reject.SmtpRejection, R>(middleware: Middleware<void, E, R>) =>
-<Cs, Ts, R0, U extends UserKey>(app: SmtpApp<Cs, Ts, R0, U>): SmtpApp<Cs, Ts, R0 | Exclude<R, Connected<Cs>>, U> => {
-  splitsInto<Connected<Cs>, void, E, R, Reject.SmtpRejection>(middleware)
-  return build<Cs, Ts, R0 | Exclude<R, Connected<Cs>>, U>({ ...app, secure: [...app.secure, middleware] })
+<Cs, Ts, R0, U extends UserKey>(app: SmtpApp<Cs, Ts, R0, U>): SmtpApp<Cs, Ts, R0 | Exclude<R, Connected<Cs> | TlsSession>, U> => {
+  splitsInto<Connected<Cs> | TlsSession, void, E, R, Reject.SmtpRejection>(middleware)
+  return build<Cs, Ts, R0 | Exclude<R, Connected<Cs> | TlsSession>, U>({ ...app, secure: [...app.secure, middleware] })
 }
 
 /**

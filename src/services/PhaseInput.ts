@@ -2,7 +2,8 @@
  * What the command being handled carries, as services.
  *
  * Like effect/http's `HttpServerRequest`, the input of a phase is a service in
- * the handler's context: `yield* MailFrom` in a mail from handler,
+ * the handler's context: `yield* TlsSession` in a secure handler,
+ * `yield* MailFrom` in a mail from handler,
  * `yield* RcptTo` in a rcpt to handler, `yield* Credentials` in an auth
  * handler and `yield* Message` in a data handler. A handler that asks for the
  * input of another phase does not compile.
@@ -12,7 +13,11 @@ import type * as Redacted from "effect/Redacted"
 import type * as Stream from "effect/Stream"
 import type { MessageTooLarge, SmtpRejection } from "../phases/Reject.ts"
 import type { MailFromAddress, RcptToAddress } from "./SmtpAddress.ts"
+import type { Tls } from "./SmtpSession.ts"
 import type { Envelope } from "./SmtpTransaction.ts"
+
+/** The TLS session just established (STARTTLS, or implicit TLS): the secure phase's input. */
+export class TlsSession extends Context.Service<TlsSession, Tls>()("effect-smtp/TlsSession") {}
 
 /** The sender of the MAIL FROM command being handled. */
 export class MailFrom extends Context.Service<MailFrom, MailFromAddress>()("effect-smtp/MailFrom") {}

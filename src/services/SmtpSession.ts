@@ -19,6 +19,21 @@ export interface Tls {
   readonly cipher: string
   /** The server name the client asked for with SNI. */
   readonly servername: Option.Option<string>
+  /** The client's certificate, when the `requestClientCertificate` setting asked for one and the client gave it. */
+  readonly peerCertificate: Option.Option<PeerCertificate>
+}
+
+/** A TLS client's certificate. */
+export interface PeerCertificate {
+  /** Its subject's fields (`CN`, `O`, …), several values of one field joined with ", ". */
+  readonly subject: Readonly<Record<string, string>>
+  readonly issuer: Readonly<Record<string, string>>
+  /** SHA-256 fingerprint, as `AB:CD:…`. */
+  readonly fingerprint256: string
+  readonly validFrom: string
+  readonly validTo: string
+  /** It verified against the trusted certificate authorities (Node's). */
+  readonly verified: boolean
 }
 
 /** A snapshot of the connection. */
@@ -40,6 +55,14 @@ export interface State {
   readonly transmissionType: string
   /** The name the client logged in with, once an AUTH was accepted. */
   readonly username: Option.Option<string>
+  /**
+   * What a proxy said with XCLIENT (`ADDR`, `NAME`, `PORT`, `PROTO`, `HELO`, and the connection's own values as
+   * `ADDR:DEFAULT`, …): empty unless the `xclientPeers` setting lets it. After `XCLIENT ADDR=…` the addresses above
+   * are the proxied client's.
+   */
+  readonly xClient: ReadonlyMap<string, string>
+  /** What a proxy said with XFORWARD (`ADDR`, `NAME`, `PORT`, `PROTO`, `HELO`, `IDENT`, `SOURCE`), with `xforwardPeers`. */
+  readonly xForward: ReadonlyMap<string, string>
   /** Mail transactions started (MAIL FROM accepted) on this connection. */
   readonly transactions: number
   /** Messages accepted (DATA answered 250) on this connection. */

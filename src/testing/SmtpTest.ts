@@ -40,6 +40,8 @@ export interface ConnectOptions {
    * with `implicitTls`, is the `implicitTls` setting.
    */
   readonly secure?: boolean
+  /** A certificate the client gives when the server asks for one (`requestClientCertificate`): PEM. */
+  readonly certificate?: { readonly cert: string; readonly key: string }
 }
 
 /**
@@ -107,7 +109,7 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: Smtp
         localAddress: settings.host,
         localPort: settings.port
       }
-      const connection = { socket: client, seen: record, tls: clientTls }
+      const connection = { socket: client, seen: record, tls: { ...clientTls, ...options.certificate } }
       const refused = () =>
         Deferred.doneUnsafe(
           record.session,

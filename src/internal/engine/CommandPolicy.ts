@@ -47,13 +47,13 @@ export type Verdict =
   | { readonly _tag: "WaitTurn" }
 
 /** Commands that move a session forward; every other verb counts as junk. */
-const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH"])
+const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD"])
 
 /** Commands that take part in a mail transaction. */
 const TRANSACTION = new Set(["MAIL", "RCPT", "DATA"])
 
-/** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4). */
-const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS"])
+/** Commands whose reply a client must wait for before it sends more (RFC 2920 section 3.1, RFC 3207 section 4; XCLIENT's is a new greeting). */
+const LAST_IN_GROUP = new Set(["EHLO", "HELO", "LHLO", "DATA", "STARTTLS", "XCLIENT"])
 
 /** Base64 as RFC 4648 spells it, "=" for an empty response, or "*" to cancel. */
 const SASL_TOKEN = /^(?:\*|=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4}))$/

@@ -11,6 +11,7 @@
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import type * as Option from "effect/Option"
 import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
@@ -40,8 +41,8 @@ export interface PhaseHost {
   readonly fibers: Set<Fiber.Fiber<unknown, unknown>>
   /** From DATA until its reply: a message in flight, even before its handler starts or after it ends. */
   inData: boolean
-  /** The log annotations of each phase's runs, made at the first. */
-  readonly annotations: { [P in Phase]?: Readonly<Record<string, unknown>> }
+  /** The log annotations of each phase's runs, made at the first (and again once XCLIENT changed the client). */
+  annotations: { [P in Phase]?: Readonly<Record<string, unknown>> }
 }
 
 /** What the deadlines of a connection need. */
@@ -62,6 +63,10 @@ export interface ConnectionRecord<Cs, Ts, R> extends PhaseHost, Watched {
   connected: boolean
   /** The connection's services, once its state is built (at connect); the app's user joins them at AUTH. */
   state: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs> | undefined
+  /** The connection's services before AUTH added the app's user: what XCLIENT hands the proxied client. */
+  anonymous: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs> | undefined
+  /** The TLS client's certificate (or none), once read. */
+  peerCertificate: Option.Option<SmtpSession.PeerCertificate> | undefined
   /** Transactions started (MAIL FROM accepted) and messages accepted (DATA answered 250). */
   started: number
   messages: number

@@ -62,17 +62,17 @@ export class Deadlines {
 
   /** smtp-server stops reading commands while replies wait for the client to read them: this bounds the wait. */
   replies<W extends Watched>(record: W, onStall: (record: W) => void): void {
-    if (record.stalled !== undefined || !record.connection.repliesWaiting) return
-    let cancelDeadline: Alarm.Cancel = () => undefined
-    const stopWaiting = record.connection.whenRepliesRead(() => {
+    const socket = record.connection.socket
+    if (record.stalled !== undefined || !socket.writableNeedDrain || socket.destroyed) return
+    const stop = () => {
       record.stalled = undefined
-      cancelDeadline()
-    })
-    cancelDeadline = this.alarm.after(this.timeouts.writeStallTimeout, () => onStall(record))
-    record.stalled = () => {
-      record.stalled = undefined
-      stopWaiting()
+      socket.off("drain", stop)
+      socket.off("close", stop)
       cancelDeadline()
     }
+    socket.once("drain", stop)
+    socket.once("close", stop)
+    const cancelDeadline = this.alarm.after(this.timeouts.writeStallTimeout, () => onStall(record))
+    record.stalled = stop
   }
 }

@@ -84,7 +84,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
   // A client that leaves its replies unread past writeStallTimeout.
   const stalled = (record: ConnectionRecord<Cs, Ts, R>): void => {
     logging.warning(record.session, "client left its replies unread, disconnecting")
-    record.connection.destroy()
+    record.connection.socket.destroy()
   }
 
   const hooks: Hooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
@@ -122,6 +122,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
       if (shuttingDown && final && record.draining && !isBusy(record) && !connection.ended) connection.refuse(Reject.shuttingDown)
     },
     upgrading: (record) => record.stalled?.(),
+    forwarded: (record, answer) => phases.forwarded(record, answer),
     handshakeDeadline: (expire) => alarm.after(settings.tlsHandshakeTimeout, expire),
     logger: logging.smtpServer
   }
@@ -143,9 +144,13 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
     authOptional: !settings.authRequired,
     allowInsecureAuth: settings.allowInsecureAuth,
     disableReverseLookup: true,
+    useXClient: settings.xclientPeers.length > 0 ? [...settings.xclientPeers] : false,
+    useXForward: settings.xforwardPeers.length > 0 ? [...settings.xforwardPeers] : false,
     disabledCommands: disabled,
     secure: settings.implicitTls,
     minVersion: "TLSv1.2",
+    // A client certificate is asked for, and judged by the app, not by the handshake.
+    ...(settings.requestClientCertificate ? { requestCert: true, rejectUnauthorized: false } : {}),
     ...Option.match(settings.tls, {
       onNone: () => ({}),
       onSome: (certificate) => ({ cert: certificate.cert, key: Redacted.value(certificate.key) })

@@ -41,12 +41,8 @@ export interface Connection {
   acceptWith(reply: SmtpReply, accept: () => void): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
-  /** Replies wait for the client to read them. */
-  readonly repliesWaiting: boolean
-  /** Calls `then` once, when the replies waiting were read or the socket closed; returns what stops waiting. */
-  whenRepliesRead(then: () => void): () => void
-  /** Drops the connection. */
-  destroy(): void
+  /** The socket smtp-server reads and writes now (the TLS one after STARTTLS). */
+  readonly socket: Duplex
 }
 
 /** What a listener-independent server offers the engine. */
@@ -82,6 +78,8 @@ export interface Hooks<C> {
   /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
   readonly lineOpen: (record: C, open: boolean) => void
   /** A reply was written. */
+  /** XCLIENT handed the session to the client behind a proxy: answers with a rejection for it, or none. */
+  readonly forwarded: (record: C, answer: (rejection: Reject.SmtpRejection | undefined) => void) => void
   /** A reply was sent to the command `verb` (`DATA` for the reply to the message too). */
   readonly replied: (record: C, code: number, text: string, verb: string) => void
   /** The connection starts STARTTLS. */

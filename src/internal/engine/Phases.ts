@@ -26,7 +26,7 @@ import type { SmtpReply } from "../../phases/Accept.ts"
 import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Connected as ConnectedTo, InTransaction as InTransactionOf, SmtpApp, UserKey } from "../../phases/SmtpApp.ts"
-import { Credentials, MailFrom, Message, RcptTo } from "../../services/PhaseInput.ts"
+import { Credentials, MailFrom, Message, RcptTo, TlsSession } from "../../services/PhaseInput.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Settings } from "../../layers/SmtpServerConfig.ts"
 import { decodeMailFrom, decodeRcptTo } from "../AddressDecoding.ts"
@@ -37,7 +37,7 @@ import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
 import { type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
-import type { SessionState } from "./SessionState.ts"
+import { type SessionState, snapshot } from "./SessionState.ts"
 import type { ReplyError } from "./Hooks.ts"
 
 type Done = (error: ReplyError | null) => void
@@ -56,7 +56,7 @@ const ownRejection = (exit: Exit.Exit<unknown, DataError>, verdict: Reject.SmtpR
 export class Phases<Cs, Ts, R, U extends UserKey> {
   private readonly chains: {
     readonly connect: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
-    readonly secure: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R>>
+    readonly secure: Effect.Effect<void, Reject.SmtpRejection, Connected<Cs, R> | TlsSession>
     readonly auth: Effect.Effect<U["Service"], Reject.SmtpRejection, Connected<Cs, R> | Credentials>
     readonly mailFrom: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | MailFrom>
     readonly rcptTo: Effect.Effect<void, Reject.SmtpRejection, InTransaction<Cs, Ts, R> | RcptTo>
@@ -158,9 +158,26 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.runner.run(record, "connect", inputs, this.chains.connect, replyTo(done))
   }
 
+  /**
+   * XCLIENT handed the session to the client behind a proxy: it is that client's now, not authenticated (smtp-server
+   * logs the proxy's user out), and the connect middleware runs again, for it. The connection state stays.
+   */
+  readonly forwarded = (record: ConnectionRecord<Cs, Ts, R>, answer: (rejection: Reject.SmtpRejection | undefined) => void): void => {
+    if (record.anonymous !== undefined) record.state = record.anonymous
+    record.anonymous = undefined
+    record.annotations = {}
+    if (record.state === undefined || this.app.connect.length === 0) return answer(undefined)
+    this.runner.run(record, "connect", record.state, this.chains.connect, (exit) =>
+      answer(Exit.isSuccess(exit) ? undefined : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Reject.internalError)))
+  }
+
   readonly secure = (session: SMTPServerSession, done: Done): void => {
     const record = this.recordOf(session)
-    this.runner.run(record, "secure", record.state ?? Effect.fail(Reject.internalError), this.chains.secure, replyTo(done))
+    const tls = snapshot(record).tls
+    const inputs = record.state === undefined || Option.isNone(tls)
+      ? Effect.fail(Reject.internalError)
+      : Context.add(record.state, TlsSession, tls.value)
+    this.runner.run(record, "secure", inputs, this.chains.secure, replyTo(done))
   }
 
   /** A failure is answered later with every attempt, and the connection is closed at the limit. */
@@ -184,6 +201,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     const user = this.app.user
     const record = this.recordOf(session)
     const method = auth.method
+    if (method === "XCLIENT") return void setImmediate(done, replyError(Reject.xclientLogin))
     if ((method !== "PLAIN" && method !== "LOGIN") || !this.settings.authMethods.includes(method) || user === undefined) {
       return void setImmediate(done, replyError(Reject.unknownAuthMechanism))
     }
@@ -200,7 +218,10 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       ),
       (exit) => {
         if (Exit.isFailure(exit)) return done(replyFor(exit.cause))
-        if (record.state !== undefined) record.state = Context.add(record.state, user, exit.value)
+        if (record.state !== undefined) {
+          record.anonymous = record.state
+          record.state = Context.add(record.state, user, exit.value)
+        }
         done(null, { user: username })
       }
     )

@@ -14,6 +14,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import type { Duplex } from "node:stream"
+import * as tls from "node:tls"
 import type { SMTPServerSession } from "smtp-server"
 import { PhaseReply } from "../../phases/Accept.ts"
 import * as Reject from "../../phases/Reject.ts"
@@ -27,32 +29,76 @@ import type { Connection } from "./Hooks.ts"
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
 
+const noProxyData: ReadonlyMap<string, string> = new Map()
+
+/** What XCLIENT or XFORWARD said, as text. */
+const proxyData = (data: SMTPServerSession["xClient"] | undefined): ReadonlyMap<string, string> =>
+  data === undefined || data.size === 0
+    ? noProxyData
+    : new Map([...data].map(([key, value]) => [key, value === false ? "" : String(value)]))
+
+const names = (fields: tls.Certificate): Readonly<Record<string, string>> =>
+  Object.fromEntries(Object.entries(fields).flatMap(([key, value]) => value === undefined ? [] : [[key, typeof value === "string" ? value : value.join(", ")]]))
+
+/** What a snapshot is taken of. */
+interface Snapshotted {
+  readonly session: SMTPServerSession
+  readonly connection: { readonly socket: Duplex }
+  readonly started: number
+  readonly messages: number
+  peerCertificate: Option.Option<SmtpSession.PeerCertificate> | undefined
+}
+
+/** The certificate a TLS client gave, if it gave one: read once the TLS session is up, kept after the socket closes. */
+const peerCertificateOf = (record: Snapshotted): Option.Option<SmtpSession.PeerCertificate> => {
+  if (record.peerCertificate !== undefined) return record.peerCertificate
+  const socket = record.connection.socket
+  if (!(socket instanceof tls.TLSSocket)) return Option.none()
+  // Node gives an empty object without a certificate, and null once the socket is destroyed.
+  const certificate: tls.PeerCertificate | null = socket.getPeerCertificate()
+  if (certificate === null) return Option.none()
+  return record.peerCertificate = certificate.subject === undefined ? Option.none() : Option.some({
+    subject: names(certificate.subject),
+    issuer: names(certificate.issuer),
+    fingerprint256: certificate.fingerprint256,
+    validFrom: certificate.valid_from,
+    validTo: certificate.valid_to,
+    verified: socket.authorized
+  })
+}
+
 /** The session as a phase sees it. */
-export const snapshot = (session: SMTPServerSession, counts: { readonly started: number; readonly messages: number }): SmtpSession.State => ({
-  id: session.id,
-  localAddress: session.localAddress,
-  localPort: session.localPort,
-  remoteAddress: session.remoteAddress,
-  remotePort: session.remotePort,
-  clientHostname: session.clientHostname || `[${session.remoteAddress}]`,
-  secure: session.secure,
-  tls: session.tlsOptions
-    ? Option.some({
-      protocol: session.tlsOptions.version ?? "",
-      cipher: session.tlsOptions.name,
-      servername: optionalText(session.servername)
-    })
-    : Option.none(),
-  heloName: optionalText(session.hostNameAppearsAs),
-  openingCommand: session.openingCommand === "HELO" || session.openingCommand === "EHLO" ||
-      session.openingCommand === "LHLO"
-    ? Option.some(session.openingCommand)
-    : Option.none(),
-  transmissionType: session.transmissionType ?? "SMTP",
-  username: typeof session.user === "string" ? Option.some(session.user) : Option.none(),
-  transactions: counts.started,
-  messages: counts.messages
-})
+export const snapshot = (record: Snapshotted): SmtpSession.State => {
+  const session = record.session
+  return {
+    id: session.id,
+    localAddress: session.localAddress,
+    localPort: session.localPort,
+    remoteAddress: session.remoteAddress,
+    remotePort: session.remotePort,
+    clientHostname: session.clientHostname || `[${session.remoteAddress}]`,
+    secure: session.secure,
+    tls: session.tlsOptions
+      ? Option.some({
+        protocol: session.tlsOptions.version ?? "",
+        cipher: session.tlsOptions.name,
+        servername: optionalText(session.servername),
+        peerCertificate: peerCertificateOf(record)
+      })
+      : Option.none(),
+    heloName: optionalText(session.hostNameAppearsAs),
+    openingCommand: session.openingCommand === "HELO" || session.openingCommand === "EHLO" ||
+        session.openingCommand === "LHLO"
+      ? Option.some(session.openingCommand)
+      : Option.none(),
+    transmissionType: session.transmissionType ?? "SMTP",
+    username: typeof session.user === "string" ? Option.some(session.user) : Option.none(),
+    xClient: proxyData(session.xClient),
+    xForward: proxyData(session.xForward),
+    transactions: record.started,
+    messages: record.messages
+  }
+}
 
 /** `around` with `added` on top; `Context.merge` copies its first argument whole, so an empty `added` goes first. */
 export const withState = <A, B>(around: Context.Context<A>, added: Context.Context<B>): Context.Context<A | B> =>
@@ -93,13 +139,15 @@ export class SessionState<Cs, Ts, R> {
       connection,
       session,
       scope: Scope.forkUnsafe(this.serverScope),
-      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(session, record))).pipe(
+      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(record))).pipe(
         Context.add(PhaseReply, phaseReply)
       ),
       snapshot: undefined,
       fibers: new Set(),
       connected: false,
       state: undefined,
+      anonymous: undefined,
+      peerCertificate: undefined,
       started: 0,
       messages: 0,
       transaction: undefined,

@@ -11,6 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as net from "node:net"
+import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import { SMTPServer } from "smtp-server"
 import type { SMTPServerOptions } from "smtp-server"
@@ -31,7 +32,7 @@ const internals = {
     fields: ["server", "options", "connections", "logger", "_pendingSockets"]
   },
   SMTPConnection: {
-    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand"],
+    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting", "handler_XCLIENT"],
     fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand", "clientHostname"]
   },
   SMTPStream: {
@@ -154,6 +155,8 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   private verb = ""
   /** The reply to send in place of smtp-server's next 250, while `acceptWith` runs. */
   private accepted: SmtpReply | undefined = undefined
+  /** Whether a greeting is sent at once, or held (and was asked for) while XCLIENT hands the session over. */
+  private greeting: "now" | "hold" | "held" = "now"
   junkCommands = 0
   waited = false
 
@@ -239,44 +242,43 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     if (code === 421 && own) this.close()
   }
 
+  override _sendGreeting(): void {
+    if (this.greeting === "now") return super._sendGreeting()
+    this.greeting = "held"
+  }
+
+  /** XCLIENT with ADDR hands the session to the client behind the proxy: its greeting waits for its connect phase. */
+  override handler_XCLIENT(command: Buffer, callback: () => void): void {
+    if (!/(?:^|\s)ADDR=/i.test(command.toString("latin1"))) return super.handler_XCLIENT(command, callback)
+    this.greeting = "hold"
+    super.handler_XCLIENT(command, () => {
+      const handedOver = this.greeting === "held"
+      this.greeting = "now"
+      if (!handedOver) return callback()
+      this.hooks.forwarded(this.record, (rejection) => {
+        if (rejection === undefined) super._sendGreeting()
+        else this.refuse(rejection)
+        callback()
+      })
+    })
+  }
+
   acceptWith(reply: SmtpReply, accept: () => void): void {
     this.accepted = reply // smtp-server answers within `accept`
     accept()
     this.accepted = undefined
   }
 
-  named(hostname: string): void {
-    this.clientHostname = this.session.clientHostname = hostname
-  }
+  named(hostname: string): void { this.clientHostname = this.session.clientHostname = hostname }
 
-  reply(rejection: Reject.SmtpRejection): void {
-    this.send(rejection.code, `${rejection.enhanced} ${rejection.message}`)
-  }
+  reply(rejection: Reject.SmtpRejection): void { this.send(rejection.code, `${rejection.enhanced} ${rejection.message}`) }
 
   refuse(rejection: Reject.SmtpRejection): void {
     this.reply(rejection)
     this.close()
   }
 
-  get repliesWaiting(): boolean { return this._socket.writableNeedDrain && !this._socket.destroyed }
-  whenRepliesRead(then: () => void): () => void {
-    const socket = this._socket
-    const stop = () => {
-      socket.off("drain", read)
-      socket.off("close", read)
-    }
-    const read = () => {
-      stop()
-      then()
-    }
-    socket.once("drain", read)
-    socket.once("close", read)
-    return stop
-  }
-
-  destroy(): void {
-    this._socket.destroy()
-  }
+  get socket(): Duplex { return this._socket }
 
   override upgrade(callback: () => void, secureCallback?: () => void): void {
     // upgrade() removes every listener from the plaintext socket: the engine's too.
@@ -315,9 +317,7 @@ class HookedServer<C> extends SMTPServer implements Server {
     this.logger = hooks.logger
   }
 
-  get listener(): net.Server {
-    return this.server
-  }
+  get listener(): net.Server { return this.server }
 
   /** Sockets handed over by `accept`: their clients wait for the greeting. */
   private readonly handedOver = new WeakSet<object>()

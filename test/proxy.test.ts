@@ -1,0 +1,124 @@
+/**
+ * XCLIENT and XFORWARD from trusted proxies (the `xclientPeers` and
+ * `xforwardPeers` settings), through the test kit: who may send them, what
+ * the session shows afterwards, the connect middleware running again for the
+ * proxied client, and the proxy's own login not passing to that client.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer, Option, Ref } from "effect"
+import { Credentials, MailFrom, Reject, SmtpApp, SmtpSession, Username } from "../src/index.ts"
+import { SmtpTest } from "../src/testing/index.ts"
+
+/** What the app saw, in order. */
+class Trail extends Context.Service<Trail, Ref.Ref<ReadonlyArray<string>>>()("test/ProxyTrail") {
+  static readonly layer = Layer.effect(Trail, Ref.make<ReadonlyArray<string>>([]))
+  static readonly add = (entry: string) => Trail.use((trail) => Ref.update(trail, (all) => [...all, entry]))
+  static readonly all = Trail.use(Ref.get)
+}
+
+const proxy = "192.0.2.10"
+
+const app = SmtpApp.empty.pipe(
+  SmtpApp.onConnect((next) =>
+    Effect.gen(function*() {
+      const session = yield* SmtpSession.current
+      yield* Trail.add(`connect ${session.remoteAddress} ${session.clientHostname}`)
+      if (session.remoteAddress === "198.51.100.66") return yield* Reject.permanent(554, "5.7.1", "Access denied")
+      yield* next
+    })
+  ),
+  SmtpApp.onAuth(Username, () => Effect.map(Credentials, ({ username }) => username)),
+  SmtpApp.onMailFrom((next) =>
+    Effect.gen(function*() {
+      const session = yield* SmtpSession.current
+      const user = yield* Effect.serviceOption(Username)
+      const { address } = yield* MailFrom
+      yield* Trail.add(
+        `mail ${address} from ${session.remoteAddress} (ADDR:DEFAULT ${session.xClient.get("ADDR:DEFAULT") ?? "-"}, ` +
+          `forwarded from ${session.xForward.get("ADDR") ?? "-"}) as ${Option.getOrElse(user, () => "nobody")}`
+      )
+      yield* next
+    })
+  )
+)
+
+const settings = { xclientPeers: [proxy], xforwardPeers: [proxy], allowInsecureAuth: true, hostname: "mx.test" }
+
+describe("XCLIENT and XFORWARD", () => {
+  it.effect("a trusted proxy's XCLIENT hands the session over: a new greeting after the connect middleware ran for the client", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(app, settings)).connect({ remoteAddress: proxy })
+      const ehlo = yield* client.ehlo("proxy.test")
+      expect(ehlo.lines).toContain("XCLIENT NAME ADDR PORT PROTO HELO LOGIN")
+      expect(ehlo.lines).toContain("XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
+      expect(yield* client.command("XCLIENT ADDR=198.51.100.7 NAME=client.example")).toEqual({
+        code: 220,
+        enhanced: undefined,
+        lines: ["mx.test ESMTP"]
+      })
+      const again = yield* client.ehlo("client.example")
+      expect(again.lines).not.toContain("XCLIENT NAME ADDR PORT PROTO HELO LOGIN")
+      expect(yield* client.mailFrom("a@x.test")).toMatchObject({ code: 250 })
+      yield* client.quit
+      expect(yield* Trail.all).toEqual([
+        `connect ${proxy} [${proxy}]`,
+        "connect 198.51.100.7 client.example",
+        `mail a@x.test from 198.51.100.7 (ADDR:DEFAULT ${proxy}, forwarded from -) as nobody`
+      ])
+      const session = yield* client.session
+      expect(session.xClient.get("ADDR")).toBe("198.51.100.7")
+      expect(session.heloName).toEqual(Option.some("client.example"))
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("the proxied client is refused by the connect middleware as a direct one would be", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(app, settings)).connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.command("XCLIENT ADDR=198.51.100.66")).toEqual({ code: 554, enhanced: "5.7.1", lines: ["Access denied"] })
+      yield* client.closed
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("the proxy's login does not pass to the client; XCLIENT LOGIN is refused (it would skip the auth phase)", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(app, settings)
+      const client = yield* server.connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "relay", password: "x" })).toMatchObject({ code: 235 })
+      expect(yield* client.command("XCLIENT ADDR=198.51.100.7")).toMatchObject({ code: 220 })
+      yield* client.ehlo("client.example")
+      yield* client.mailFrom("a@x.test")
+      yield* client.quit
+      expect((yield* Trail.all).at(-1)).toBe(`mail a@x.test from 198.51.100.7 (ADDR:DEFAULT ${proxy}, forwarded from -) as nobody`)
+      expect(yield* client.user(Username)).toEqual(Option.none())
+      const login = yield* server.connect({ remoteAddress: proxy })
+      yield* login.ehlo("proxy.test")
+      expect(yield* login.command("XCLIENT ADDR=198.51.100.8 LOGIN=alice")).toEqual({
+        code: 550,
+        enhanced: "5.7.0",
+        lines: ["XCLIENT LOGIN is not supported: use AUTH"]
+      })
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("XFORWARD from a trusted proxy reaches the session; from anyone else both commands get 550 and are not offered", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(app, settings)
+      const client = yield* server.connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.command("XFORWARD ADDR=203.0.113.5 NAME=origin.example")).toMatchObject({ code: 250 })
+      yield* client.mailFrom("a@x.test")
+      const stranger = yield* server.connect({ remoteAddress: "192.0.2.1" })
+      const ehlo = yield* stranger.ehlo("client.test")
+      expect(ehlo.lines.some((line) => line.startsWith("XCLIENT") || line.startsWith("XFORWARD"))).toBe(false)
+      expect(yield* stranger.command("XCLIENT ADDR=198.51.100.7")).toEqual({ code: 550, enhanced: "5.7.0", lines: ["Error: Not allowed"] })
+      expect(yield* stranger.command("XFORWARD ADDR=198.51.100.7")).toEqual({ code: 550, enhanced: "5.7.0", lines: ["Error: Not allowed"] })
+      // As in smtp-server, the forwarded address is the session's (XFORWARD is for logs: no connect phase runs again).
+      expect((yield* Trail.all).at(-2)).toBe("mail a@x.test from 203.0.113.5 (ADDR:DEFAULT -, forwarded from 203.0.113.5) as nobody")
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("without the settings, nobody may use them", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(app)).connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.command("XCLIENT ADDR=198.51.100.7")).toMatchObject({ code: 550, enhanced: "5.7.0" })
+    }).pipe(Effect.provide(Trail.layer)))
+})

@@ -10,6 +10,7 @@ import * as Dns from "effect/net/Dns"
 import { TestClock } from "effect/testing"
 import { Accept, Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction, Username } from "../src/index.ts"
 import { SmtpTest } from "../src/testing/index.ts"
+import { fixtureTls } from "./support.ts"
 
 class User extends Context.Service<User, { readonly id: number; readonly name: string }>()("test/User") {}
 
@@ -82,6 +83,20 @@ describe("auth with a typed user", () => {
       yield* TestClock.adjust("1 millis")
       expect(yield* Fiber.join(failed)).toEqual({ code: 535, enhanced: "5.7.8", lines: ["Authentication credentials invalid"] })
     }))
+
+  it.effect("STARTTLS logs the user out (RFC 3207), as smtp-server does: later phases no longer see it", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(app, { ...insecure, tls: fixtureTls })).connect()
+      yield* client.ehlo("client.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "admin", password: "pw" })).toMatchObject({ code: 235 })
+      expect(yield* client.mailFrom("a@x.test")).toEqual({ code: 250, enhanced: "2.1.0", lines: ["Hello Admin (#1)"] })
+      yield* client.starttls
+      yield* client.ehlo("client.test")
+      expect(yield* client.mailFrom("a@x.test")).toEqual({ code: 250, enhanced: "2.1.0", lines: ["Accepted"] })
+      yield* client.quit
+      expect(yield* client.user(User)).toEqual(Option.none())
+      expect((yield* client.session).username).toEqual(Option.none())
+    }).pipe(Effect.provide(Trail.layer)))
 
   it("Fumi's accept(user) then next(): a middleware that does not succeed with a user does not compile", () => {
     // @ts-expect-error the auth middleware must succeed with the user (here it succeeds with void)

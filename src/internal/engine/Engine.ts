@@ -121,7 +121,10 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
       const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
       if (shuttingDown && final && record.draining && !isBusy(record) && !connection.ended) connection.refuse(Reject.shuttingDown)
     },
-    upgrading: (record) => record.stalled?.(),
+    upgrading: (record) => {
+      record.stalled?.()
+      phases.loggedOut(record)
+    },
     forwarded: (record, answer) => phases.forwarded(record, answer),
     handshakeDeadline: (expire) => alarm.after(settings.tlsHandshakeTimeout, expire),
     logger: logging.smtpServer

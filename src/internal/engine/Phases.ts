@@ -163,12 +163,17 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
    * logs the proxy's user out), and the connect middleware runs again, for it. The connection state stays.
    */
   readonly forwarded = (record: ConnectionRecord<Cs, Ts, R>, answer: (rejection: Reject.SmtpRejection | undefined) => void): void => {
-    if (record.anonymous !== undefined) record.state = record.anonymous
-    record.anonymous = undefined
+    this.loggedOut(record)
     record.annotations = {}
     if (record.state === undefined || this.app.connect.length === 0) return answer(undefined)
     this.runner.run(record, "connect", record.state, this.chains.connect, (exit) =>
       answer(Exit.isSuccess(exit) ? undefined : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Reject.internalError)))
+  }
+
+  /** smtp-server forgets a login at STARTTLS (RFC 3207) and when XCLIENT hands the session over: the app's user goes too. */
+  readonly loggedOut = (record: ConnectionRecord<Cs, Ts, R>): void => {
+    if (record.anonymous !== undefined) record.state = record.anonymous
+    record.anonymous = undefined
   }
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {

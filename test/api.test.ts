@@ -189,10 +189,27 @@ describe("a message over the size limit", () => {
       expect(yield* client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: small\r\n\r\nok\r\n" })).toMatchObject({ code: 250 })
     }).pipe(Effect.provide(Trail.layer)))
 
+  it.effect("an app without data middleware still has the content rules: a bare LF gets 550 5.5.2", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(SmtpApp.empty)).connect()
+      yield* client.ehlo("client.test")
+      yield* client.mailFrom("a@x.test")
+      yield* client.rcptTo("b@x.test")
+      expect(yield* client.command("DATA")).toMatchObject({ code: 354 })
+      expect(yield* client.command("Subject: x\r\n\r\nsmuggled\n.\r\nMAIL FROM:<x@y>\r\n.")).toEqual({
+        code: 550,
+        enhanced: "5.5.2",
+        lines: ["Message contains a bare CR or LF: lines must end with CRLF"]
+      })
+      expect(yield* client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: ok\r\n\r\nfine\r\n" })).toMatchObject({ code: 250 })
+    }))
+
   it.effect("left as it is, or ignored, or swallowed, it gets 552 5.3.4 and never a 250", () =>
     Effect.gen(function*() {
       const tooBig = { code: 552, enhanced: "5.3.4", lines: ["Message size exceeds fixed maximum message size"] }
       const handlers = [
+        // No data middleware at all: smtp-server's own DATA handling is never used.
+        (app: typeof SmtpApp.empty) => app,
         SmtpApp.onData(() => Effect.flatMap(Message, ({ stream }) => Stream.runDrain(stream))),
         SmtpApp.onData(() => Effect.void),
         SmtpApp.onData(() => Effect.flatMap(Message, ({ stream }) => Effect.ignore(Stream.runDrain(stream))))

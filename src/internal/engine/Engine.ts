@@ -164,7 +164,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
     ...(app.auth.length > 0 ? { onAuth: phases.auth } : {}),
     // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
     ...(app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0 ? { onMailFrom: phases.mailFrom, onRcptTo: phases.rcptTo } : {}),
-    ...(app.data.length > 0 ? { onData: phases.data } : {}),
+    // Always: every message passes the guard and the size limit, with data middleware or without.
+    onData: phases.data,
     onClose: phases.close
   }
   const server = SmtpServerHooks.make(options, hooks)

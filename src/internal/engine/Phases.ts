@@ -279,6 +279,19 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     stream.once("close", cancel)
     // Every byte passes the guard, read by the handler or drained.
     const guard = new MessageGuard.MessageGuard(this.guardPolicy)
+    // The verdict on the content wins over the handler's, and it is known only once all of it was read. A message
+    // over the limit is never accepted: it gets the handler's own rejection (its words for MessageTooLarge, say),
+    // or 552 5.3.4.
+    const answer = (exit: Exit.Exit<unknown, DataError>, reply: SmtpReply | undefined) =>
+      MessageBody.drain(stream, guard, () => {
+        record.inData = false
+        record.delivering = undefined
+        if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
+        else if (guard.verdict !== undefined) done(replyError(guard.verdict))
+        else this.answer(record, done)(exit, reply)
+      })
+    // Without data middleware, the message only passes the guard and the size limit: no transaction, no fiber.
+    if (this.app.data.length === 0) return answer(Exit.void, undefined)
     const body = MessageBody.fromReadable(stream, this.settings.maxMessageSize, guard)
     // DATA comes after MAIL and RCPT were accepted (smtp-server sees to it): the envelope has both.
     const withMessage = (transaction: Transaction<Cs, Ts, R>) => {
@@ -303,18 +316,10 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
           })
           : withMessage(transaction),
         scoped ? Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)) : this.chains.data,
-        (exit, reply) =>
-          // The verdict on the content wins over the handler's, and it is known only once all of it was read. A
-          // message over the limit is never accepted: it gets the handler's own rejection (its words for
-          // MessageTooLarge, say), or 552 5.3.4.
-          MessageBody.drain(stream, guard, () => {
-            if (!scoped) record.transaction = undefined
-            record.inData = false
-            record.delivering = undefined
-            if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
-            else if (guard.verdict !== undefined) done(replyError(guard.verdict))
-            else this.answer(record, done)(exit, reply)
-          })
+        (exit, reply) => {
+          if (!scoped) record.transaction = undefined
+          answer(exit, reply)
+        }
       )
       if (fiber !== undefined && record.inData) record.delivering = { fiber, message: stream }
     }

@@ -98,7 +98,7 @@ describe("auth with a typed user", () => {
       expect((yield* client.session).username).toEqual(Option.none())
     }).pipe(Effect.provide(Trail.layer)))
 
-  it("Fumi's accept(user) then next(): a middleware that does not succeed with a user does not compile", () => {
+  it("an auth middleware must succeed with the app's user: one that succeeds with nothing, or with another type, does not compile", () => {
     // @ts-expect-error the auth middleware must succeed with the user (here it succeeds with void)
     SmtpApp.onAuth(User, (next) => Effect.gen(function*() { yield* next }))
     // @ts-expect-error the user must have the app's user type

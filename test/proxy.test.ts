@@ -7,6 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Ref } from "effect"
 import { Credentials, MailFrom, Reject, SmtpApp, SmtpSession, Username } from "../src/index.ts"
+import * as Dns from "effect/net/Dns"
 import { SmtpTest } from "../src/testing/index.ts"
 
 /** What the app saw, in order. */
@@ -28,6 +29,7 @@ const app = SmtpApp.empty.pipe(
     })
   ),
   SmtpApp.onAuth(Username, () => Effect.map(Credentials, ({ username }) => username)),
+  SmtpApp.onClose(() => Effect.flatMap(SmtpSession.current, (session) => Trail.add(`close ${session.remoteAddress}`))),
   SmtpApp.onMailFrom((next) =>
     Effect.gen(function*() {
       const session = yield* SmtpSession.current
@@ -45,7 +47,7 @@ const app = SmtpApp.empty.pipe(
 const settings = { xclientPeers: [proxy], xforwardPeers: [proxy], allowInsecureAuth: true, hostname: "mx.test" }
 
 describe("XCLIENT and XFORWARD", () => {
-  it.effect("a trusted proxy's XCLIENT hands the session over: a new greeting after the connect middleware ran for the client", () =>
+  it.effect("a trusted proxy's XCLIENT hands the session over: the proxy's session closes, the client's connects, then a new greeting", () =>
     Effect.gen(function*() {
       const client = yield* (yield* SmtpTest.make(app, settings)).connect({ remoteAddress: proxy })
       const ehlo = yield* client.ehlo("proxy.test")
@@ -60,12 +62,14 @@ describe("XCLIENT and XFORWARD", () => {
       expect(again.lines).not.toContain("XCLIENT NAME ADDR PORT PROTO HELO LOGIN")
       expect(yield* client.mailFrom("a@x.test")).toMatchObject({ code: 250 })
       yield* client.quit
+      const session = yield* client.session
       expect(yield* Trail.all).toEqual([
         `connect ${proxy} [${proxy}]`,
+        `close ${proxy}`,
         "connect 198.51.100.7 client.example",
-        `mail a@x.test from 198.51.100.7 (ADDR:DEFAULT ${proxy}, forwarded from -) as nobody`
+        `mail a@x.test from 198.51.100.7 (ADDR:DEFAULT ${proxy}, forwarded from -) as nobody`,
+        "close 198.51.100.7"
       ])
-      const session = yield* client.session
       expect(session.xClient.get("ADDR")).toBe("198.51.100.7")
       expect(session.heloName).toEqual(Option.some("client.example"))
     }).pipe(Effect.provide(Trail.layer)))
@@ -115,10 +119,47 @@ describe("XCLIENT and XFORWARD", () => {
       expect((yield* Trail.all).at(-2)).toBe("mail a@x.test from 203.0.113.5 (ADDR:DEFAULT -, forwarded from 203.0.113.5) as nobody")
     }).pipe(Effect.provide(Trail.layer)))
 
-  it.effect("without the settings, nobody may use them", () =>
+  it.effect("without the settings, nobody may use them, and each try counts against the junk limit", () =>
     Effect.gen(function*() {
-      const client = yield* (yield* SmtpTest.make(app)).connect({ remoteAddress: proxy })
+      const client = yield* (yield* SmtpTest.make(app, { maxJunkCommands: 2 })).connect({ remoteAddress: proxy })
       yield* client.ehlo("proxy.test")
       expect(yield* client.command("XCLIENT ADDR=198.51.100.7")).toMatchObject({ code: 550, enhanced: "5.7.0" })
+      expect(yield* client.command("XFORWARD ADDR=198.51.100.7")).toMatchObject({ code: 550, enhanced: "5.7.0" })
+      expect(yield* client.command("XCLIENT ADDR=198.51.100.7")).toEqual({ code: 421, enhanced: "4.7.0", lines: ["Too many commands that do not send mail"] })
     }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("XCLIENT that logs the proxy's user out (LOGIN= with nothing) takes the app's user too", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(app, settings)).connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "relay", password: "x" })).toMatchObject({ code: 235 })
+      expect(yield* client.command("XCLIENT LOGIN= NAME=client.example")).toMatchObject({ code: 220 })
+      yield* client.ehlo("client.example")
+      yield* client.mailFrom("a@x.test")
+      yield* client.quit
+      expect(yield* client.user(Username)).toEqual(Option.none())
+      expect((yield* Trail.all).at(-2)).toBe(`mail a@x.test from ${proxy} (ADDR:DEFAULT -, forwarded from -) as nobody`)
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("a client handed over without NAME is named by reverse DNS, or [address]: never the proxy's name", () =>
+    Effect.gen(function*() {
+      const withLookup = yield* SmtpTest.make(app, { ...settings, reverseLookup: true })
+      const looked = yield* withLookup.connect({ remoteAddress: proxy })
+      yield* looked.command("XCLIENT ADDR=198.51.100.7")
+      yield* looked.command("XCLIENT ADDR=198.51.100.8").pipe(Effect.ignore)
+      const plain = yield* (yield* SmtpTest.make(app, settings)).connect({ remoteAddress: proxy })
+      yield* plain.command("XCLIENT ADDR=198.51.100.9")
+      expect((yield* Trail.all).filter((entry) => entry.startsWith("connect"))).toEqual([
+        `connect ${proxy} proxy.internal`,
+        "connect 198.51.100.7 client.lookup.test",
+        `connect ${proxy} [${proxy}]`,
+        "connect 198.51.100.9 [198.51.100.9]"
+      ])
+    }).pipe(Effect.provide([
+      Trail.layer,
+      Layer.succeed(Dns.Dns, Dns.make({
+        lookup: () => Effect.succeed([]),
+        reverse: (address) => Effect.succeed(String(address) === proxy ? ["proxy.internal"] : ["client.lookup.test"])
+      }))
+    ])))
 })

@@ -1,15 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option, Ref } from "effect"
 import { TestClock } from "effect/testing"
+import { Reject, SmtpApp, SmtpSession } from "effect-smtp"
 import { SmtpTest } from "effect-smtp/testing"
 import { closing, SessionStats, type Stats, statisticsWithAuth } from "./close-statistics.ts"
 import { captureLogs } from "./test-logger.ts"
 
 describe("close", () => {
-  it.effect("Fumi onClose: every session's end is logged, the refused ones too", () => {
+  it.effect("Fumi onClose: every session's end is logged, one refused at connect too", () => {
     const logs = captureLogs()
     return Effect.gen(function*() {
-      const server = yield* SmtpTest.make(closing)
+      const server = yield* SmtpTest.make(closing.pipe(SmtpApp.onConnect((next) =>
+        Effect.flatMap(SmtpSession.current, ({ remoteAddress }) =>
+          remoteAddress === "192.0.2.66" ? Reject.permanent(554, "5.7.1", "Access denied") : next)
+      )))
       const first = yield* server.connect()
       yield* first.quit
       yield* first.closed
@@ -17,7 +21,10 @@ describe("close", () => {
       yield* second.command("EHLO") // a syntax error; then the client just goes away
       yield* second.command("QUIT")
       yield* second.closed
-      expect(logs.lines).toEqual(["[test1] Session test1 ended", "[test2] Session test2 ended"])
+      const refused = yield* server.connect({ remoteAddress: "192.0.2.66" })
+      expect(refused.greeting).toEqual({ code: 554, enhanced: "5.7.1", lines: ["Access denied"] })
+      yield* refused.closed
+      expect(logs.lines).toEqual(["[test1] Session test1 ended", "[test2] Session test2 ended", "[test3] Session test3 ended"])
     }).pipe(Effect.provide(logs.layer))
   })
 

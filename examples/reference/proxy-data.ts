@@ -1,6 +1,7 @@
 /**
  * smtp-server "XCLIENT/XFORWARD" (proxy data): a proxy listed in `xclientPeers` or `xforwardPeers` tells who its
- * client is. After `XCLIENT ADDR=…` the session is that client's, and the connect middleware runs again, for it.
+ * client is. After `XCLIENT ADDR=…` the session starts over for that client: close middleware for the proxy's session,
+ * then connect middleware for the client's.
  */
 import { Effect } from "effect"
 import { SmtpApp, SmtpSession } from "effect-smtp"

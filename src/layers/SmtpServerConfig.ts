@@ -136,7 +136,7 @@ export const SettingsSchema = Schema.Struct({
   xclientPeers: setting(
     Schema.Array(Host),
     [],
-    "proxies (IP addresses) allowed XCLIENT: with ADDR, the session is the proxied client's and its connect middleware runs again"
+    "proxies (IP addresses) allowed XCLIENT: with ADDR, the session starts over for the proxied client (close, then connect middleware)"
   ),
   xforwardPeers: setting(Schema.Array(Host), [], "proxies (IP addresses) allowed XFORWARD: where a relayed message came from becomes the session's address, for logs and trace fields"),
   reverseLookup: setting(Schema.Boolean, false, "look up the client's host name by reverse DNS at connect, for `clientHostname` (otherwise `[address]`)"),

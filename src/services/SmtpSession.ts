@@ -57,8 +57,8 @@ export interface State {
   readonly username: Option.Option<string>
   /**
    * What a proxy said with XCLIENT (`ADDR`, `NAME`, `PORT`, `PROTO`, `HELO`, and the connection's own values as
-   * `ADDR:DEFAULT`, …): empty unless the `xclientPeers` setting lets it. After `XCLIENT ADDR=…` the addresses above
-   * are the proxied client's.
+   * `ADDR:DEFAULT`, …): empty unless the `xclientPeers` setting lets it. After `XCLIENT ADDR=…` the session is the
+   * proxied client's: its addresses and name above.
    */
   readonly xClient: ReadonlyMap<string, string>
   /** What a proxy said with XFORWARD (`ADDR`, `NAME`, `PORT`, `PROTO`, `HELO`, `IDENT`, `SOURCE`), with `xforwardPeers`. */

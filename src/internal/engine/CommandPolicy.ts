@@ -47,7 +47,7 @@ export type Verdict =
   | { readonly _tag: "WaitTurn" }
 
 /** Commands that move a session forward; every other verb counts as junk. */
-const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH", "XCLIENT", "XFORWARD"])
+const COMMANDS = new Set(["HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "QUIT", "STARTTLS", "AUTH"])
 
 /** Commands that take part in a mail transaction. */
 const TRANSACTION = new Set(["MAIL", "RCPT", "DATA"])

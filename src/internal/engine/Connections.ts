@@ -65,6 +65,8 @@ export interface ConnectionRecord<Cs, Ts, R> extends PhaseHost, Watched {
   state: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs> | undefined
   /** The connection's services before AUTH added the app's user: what XCLIENT hands the proxied client. */
   anonymous: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs> | undefined
+  /** While XCLIENT hands the session over: the proxy's session, for its close phase. */
+  handedFrom: SmtpSession.State | undefined
   /** The TLS client's certificate (or none), once read. */
   peerCertificate: Option.Option<SmtpSession.PeerCertificate> | undefined
   /** Transactions started (MAIL FROM accepted) and messages accepted (DATA answered 250). */

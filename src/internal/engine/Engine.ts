@@ -125,7 +125,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
       record.stalled?.()
       phases.loggedOut(record)
     },
-    forwarded: (record, answer) => phases.forwarded(record, answer),
+    handingOver: (record) => phases.handingOver(record),
+    proxied: (record, handover, answer) => phases.proxied(record, handover, answer),
     handshakeDeadline: (expire) => alarm.after(settings.tlsHandshakeTimeout, expire),
     logger: logging.smtpServer
   }

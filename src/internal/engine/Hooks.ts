@@ -78,8 +78,10 @@ export interface Hooks<C> {
   /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
   readonly lineOpen: (record: C, open: boolean) => void
   /** A reply was written. */
-  /** XCLIENT handed the session to the client behind a proxy: answers with a rejection for it, or none. */
-  readonly forwarded: (record: C, answer: (rejection: Reject.SmtpRejection | undefined) => void) => void
+  /** An XCLIENT with ADDR is about to hand the session to the client behind a proxy. */
+  readonly handingOver: (record: C) => void
+  /** After an XCLIENT, and whether it handed the session over (with a NAME or without): a rejection for the client, or none. */
+  readonly proxied: (record: C, handover: "none" | "named" | "unnamed", answer: (rejection: Reject.SmtpRejection | undefined) => void) => void
   /** A reply was sent to the command `verb` (`DATA` for the reply to the message too). */
   readonly replied: (record: C, code: number, text: string, verb: string) => void
   /** The connection starts STARTTLS. */

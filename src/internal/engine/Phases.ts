@@ -158,15 +158,51 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.runner.run(record, "connect", inputs, this.chains.connect, replyTo(done))
   }
 
+  /** The close chain of the session `record` has now (if its state was built), within its timeout; failures are logged. */
+  private readonly ended = (record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<void> => {
+    const state = record.state
+    if (this.app.close.length === 0 || state === undefined) return Effect.void
+    const { session } = record
+    return Effect.setContext(this.chains.close, this.runner.context(record, "close", state)).pipe(
+      Effect.timeoutOrElse({ duration: this.settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
+      Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
+      Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
+    )
+  }
+
+  /** XCLIENT is about to hand the session over: the proxy's session as it is now, for its close phase. */
+  readonly handingOver = (record: ConnectionRecord<Cs, Ts, R>): void => {
+    record.handedFrom = snapshot(record)
+  }
+
   /**
-   * XCLIENT handed the session to the client behind a proxy: it is that client's now, not authenticated (smtp-server
-   * logs the proxy's user out), and the connect middleware runs again, for it. The connection state stays.
+   * After XCLIENT. smtp-server's login is the one that counts: if XCLIENT logged the user out, the app's user goes
+   * too. With ADDR the session starts over for the client behind the proxy: the proxy's session gets its close
+   * phase, then the client's its name (reverse lookup, or `[address]`, unless XCLIENT gave one) and its connect
+   * phase, before its greeting. The connection state lives with the connection, across both.
    */
-  readonly forwarded = (record: ConnectionRecord<Cs, Ts, R>, answer: (rejection: Reject.SmtpRejection | undefined) => void): void => {
-    this.loggedOut(record)
-    record.annotations = {}
-    if (record.state === undefined || this.app.connect.length === 0) return answer(undefined)
-    this.runner.run(record, "connect", record.state, this.chains.connect, (exit) =>
+  readonly proxied = (
+    record: ConnectionRecord<Cs, Ts, R>,
+    handover: "none" | "named" | "unnamed",
+    answer: (rejection: Reject.SmtpRejection | undefined) => void
+  ): void => {
+    const from = record.handedFrom
+    record.handedFrom = undefined
+    if (!record.session.user) this.loggedOut(record)
+    const state = record.state
+    if (handover === "none" || state === undefined) return answer(undefined)
+    if (handover === "unnamed") record.connection.named(`[${record.session.remoteAddress}]`)
+    const lookup = handover === "unnamed" && this.lookup !== undefined ? this.lookup(record) : Effect.void
+    const proxySession = Effect.sync(() => {
+      record.snapshot = from
+    }).pipe(
+      Effect.andThen(this.ended(record)),
+      Effect.ensuring(Effect.sync(() => {
+        record.snapshot = undefined
+        record.annotations = {}
+      }))
+    )
+    this.runner.run(record, "connect", Effect.as(Effect.andThen(proxySession, lookup), state), this.chains.connect, (exit) =>
       answer(Exit.isSuccess(exit) ? undefined : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Reject.internalError)))
   }
 
@@ -336,20 +372,13 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     const finishing = delivering !== undefined && delivering.message.writableEnded ? delivering.fiber : undefined
     // It keeps its client's connection slots until it is done (the client's retry may bring it twice, as with any MTA).
     if (finishing !== undefined) this.registry.adopt(finishing, record.connection.client)
-    const { app, runner, chains, settings } = this
+    const ended = this.ended
     const closing = Effect.gen(function*() {
       record.snapshot = undefined
       yield* Fiber.interruptAll([...record.fibers].filter((fiber) => fiber !== finishing))
       if (finishing !== undefined) yield* Fiber.await(finishing)
       // Every connection whose state was built gets its close phase; one gone before its greeting has none.
-      const state = record.state
-      if (app.close.length === 0 || !record.connected || state === undefined) return
-      const context = runner.context(record, "close", state)
-      yield* Effect.setContext(chains.close, context).pipe(
-        Effect.timeoutOrElse({ duration: settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
-        Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
-        Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
-      )
+      if (record.connected) yield* ended(record)
     }).pipe(
       Effect.ensuring(Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)),
       Effect.ensuring(Scope.close(record.scope, Exit.void)),

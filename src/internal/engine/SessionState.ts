@@ -147,6 +147,7 @@ export class SessionState<Cs, Ts, R> {
       connected: false,
       state: undefined,
       anonymous: undefined,
+      handedFrom: undefined,
       peerCertificate: undefined,
       started: 0,
       messages: 0,

@@ -247,17 +247,18 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     this.greeting = "held"
   }
 
-  /** XCLIENT with ADDR hands the session to the client behind the proxy: its greeting waits for its connect phase. */
+  /** XCLIENT may log the user out; with ADDR it hands the session to the client behind the proxy, greeted once the engine is done. */
   override handler_XCLIENT(command: Buffer, callback: () => void): void {
-    if (!/(?:^|\s)ADDR=/i.test(command.toString("latin1"))) return super.handler_XCLIENT(command, callback)
-    this.greeting = "hold"
+    const text = command.toString("latin1")
+    const handover = !/(?:^|\s)ADDR=/i.test(text) ? "none" : /(?:^|\s)NAME=/i.test(text) ? "named" : "unnamed"
+    if (handover !== "none") this.hooks.handingOver(this.record)
+    this.greeting = handover === "none" ? "now" : "hold"
     super.handler_XCLIENT(command, () => {
       const handedOver = this.greeting === "held"
       this.greeting = "now"
-      if (!handedOver) return callback()
-      this.hooks.forwarded(this.record, (rejection) => {
-        if (rejection === undefined) super._sendGreeting()
-        else this.refuse(rejection)
+      this.hooks.proxied(this.record, handedOver ? handover : "none", (rejection) => {
+        if (rejection !== undefined) this.refuse(rejection)
+        else if (handedOver) super._sendGreeting()
         callback()
       })
     })

@@ -14,6 +14,7 @@
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
@@ -23,8 +24,6 @@ import * as SmtpEngine from "../internal/engine/Engine.ts"
 import { make as resolve, type Options, type SmtpConfigError } from "../layers/SmtpServerConfig.ts"
 import type { SmtpServerVersionError } from "../internal/engine/SmtpServerVersion.ts"
 import { MemoryMessages, type StoredMessage } from "../services/MessageStore.ts"
-import { SmtpSession } from "../services/SmtpSession.ts"
-import { SmtpTransaction } from "../services/SmtpTransaction.ts"
 import { MemorySocket } from "../internal/MemorySocket.ts"
 import * as SmtpTestClient from "./SmtpTestClient.ts"
 
@@ -44,44 +43,20 @@ export interface ConnectOptions {
   readonly certificate?: { readonly cert: string; readonly key: string }
 }
 
-/**
- * `app`, reporting what it saw to `seen`: each connection's state when it
- * closes, its services as its close phase had them (the app's user among
- * them), and each transaction as it ends. The reports are finalizers of the
- * connection and transaction scopes, registered before the app's own state
- * is built, so every connection that opened reports.
- */
-const observe = <Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, seen: ReadonlyMap<string, SmtpTestClient.Seen>): SmtpApp<Cs, Ts, R, U> => {
-  const onEnd = (around: Context.Context<SmtpSession>, scope: Scope.Scope, report: (record: SmtpTestClient.Seen) => Effect.Effect<unknown>) => {
-    const record = seen.get(Context.get(around, SmtpSession).id)
-    return record === undefined ? Effect.void : Scope.addFinalizer(scope, report(record))
-  }
-  return {
-    ...app,
-    close: [(next) =>
-      Effect.withFiber((fiber) => {
-        const record = seen.get(Context.getOrUndefined(fiber.context, SmtpSession)?.id ?? "")
-        if (record !== undefined) record.services = fiber.context
-        return next
-      }), ...app.close],
-    connectionState: (around, scope) =>
-      Effect.andThen(
-        onEnd(around, scope, (record) => Effect.flatMap(Context.get(around, SmtpSession).state, (state) => Deferred.succeed(record.session, state))),
-        app.connectionState(around, scope)
-      ),
-    transactionState: (around, scope) =>
-      Effect.andThen(
-        onEnd(around, scope, (record) => Effect.map(Context.get(around, SmtpTransaction).state, (state) => record.transactions.push(state))),
-        app.transactionState(around, scope)
-      )
-  }
-}
-
 /** Builds the test server into the current scope. */
 const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, options: Options = {}) {
   const settings = yield* resolve(options)
   const seen = new Map<string, SmtpTestClient.Seen>()
-  const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(observe(app, seen), settings)
+  // What the app saw of each connection, told by the engine itself: the app runs as SmtpServer.layer runs it.
+  const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(app, settings, {
+    transactionEnded: (id, state) => seen.get(id)?.transactions.push(state),
+    sessionEnded: (id, state, services) => {
+      const record = seen.get(id)
+      if (record === undefined) return
+      record.services = services
+      Deferred.doneUnsafe(record.session, Exit.succeed(state))
+    }
+  })
   const clock = yield* Effect.context<never>()
   const clientTls = {
     rejectUnauthorized: false,

@@ -25,7 +25,7 @@ import { Deadlines } from "./Deadlines.ts"
 import * as Logging from "./Logging.ts"
 import { PhaseRunner } from "./PhaseRunner.ts"
 import { Phases } from "./Phases.ts"
-import { SessionState } from "./SessionState.ts"
+import { type Observer, SessionState } from "./SessionState.ts"
 import type * as Hooks from "./Hooks.ts"
 import * as SmtpServerHooks from "./SmtpServerHooks.ts"
 
@@ -48,7 +48,11 @@ export interface SmtpEngine {
 }
 
 /** Builds the engine; it lives as long as the calling scope. */
-export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, settings: Settings) {
+export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
+  app: SmtpApp<Cs, Ts, R, U>,
+  settings: Settings,
+  observer?: Observer
+) {
   yield* SmtpServerHooks.check
   if (settings.authRequired && app.auth.length === 0) {
     return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
@@ -60,7 +64,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
   const alarm = yield* Alarm.make(run)
   const deadlines = new Deadlines(alarm, settings)
   const registry = new Registry<Cs, Ts, R>(settings)
-  const state = new SessionState(app, services, yield* Effect.scope)
+  const state = new SessionState(app, services, yield* Effect.scope, observer)
   const records = new WeakMap<SMTPServerSession, ConnectionRecord<Cs, Ts, R>>()
   const recordOf = (session: SMTPServerSession): ConnectionRecord<Cs, Ts, R> => {
     const record = records.get(session)
@@ -72,7 +76,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(ap
   const dns = settings.reverseLookup
     ? Option.getOrUndefined(Context.getOption(services, Dns.Dns)) ?? (yield* Effect.orDie(NodeDns.make()))
     : undefined
-  const phases = new Phases({ app, dns, settings, runner, state, registry, deadlines, logging, recordOf, run })
+  const phases = new Phases({ app, dns, settings, runner, state, registry, deadlines, logging, recordOf, run, observer })
   let shuttingDown = false
 
   const disabled = [

@@ -37,7 +37,7 @@ import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
 import { type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
-import { type SessionState, snapshot } from "./SessionState.ts"
+import { type Observer, type SessionState, snapshot } from "./SessionState.ts"
 import type { ReplyError } from "./Hooks.ts"
 
 type Done = (error: ReplyError | null) => void
@@ -75,6 +75,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
   private readonly logging: Logging
   private readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
   private readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+  private readonly observer: Observer | undefined
   readonly mailFrom: (address: SMTPServerAddress, session: SMTPServerSession, done: Done) => void
   readonly rcptTo: (address: SMTPServerAddress, session: SMTPServerSession, done: Done) => void
 
@@ -90,6 +91,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     readonly logging: Logging
     readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
     readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+    readonly observer: Observer | undefined
   }) {
     const { app, settings } = deps
     this.app = app
@@ -101,6 +103,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.logging = deps.logging
     this.recordOf = deps.recordOf
     this.run = deps.run
+    this.observer = deps.observer
     // Each chain is composed once: its middleware functions run here, the Effects they return per command.
     const accept = Effect.void
     this.chains = {
@@ -353,7 +356,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
           : withMessage(transaction),
         scoped ? Effect.ensuring(this.chains.data, Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)) : this.chains.data,
         (exit, reply) => {
-          if (!scoped) record.transaction = undefined
+          if (!scoped) this.state.endTransaction(record)
           answer(exit, reply)
         }
       )
@@ -382,7 +385,10 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     }).pipe(
       Effect.ensuring(Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)),
       Effect.ensuring(Scope.close(record.scope, Exit.void)),
-      Effect.ensuring(Effect.sync(() => this.registry.closed(record)))
+      Effect.ensuring(Effect.sync(() => {
+        this.observer?.sessionEnded(session.id, snapshot(record), record.state)
+        this.registry.closed(record)
+      }))
     )
     this.run(closing)
   }

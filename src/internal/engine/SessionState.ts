@@ -12,6 +12,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as MutableRef from "effect/MutableRef"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type { Duplex } from "node:stream"
@@ -111,6 +112,13 @@ const isDone = <A, E, R>(self: Effect.Effect<A, E, R>): self is Exit.Exit<A, E> 
 const builtAtOnce = <A, E, R>(built: Effect.Effect<A, E, R>): A | undefined =>
   isDone(built) && Exit.isSuccess(built) ? built.value : undefined
 
+/** Told what the app saw of each connection and transaction as it ends: the test kit's records. */
+export interface Observer {
+  readonly transactionEnded: (sessionId: string, state: SmtpTransaction.State) => void
+  /** After the close phase: the session's last state, and the connection's services as that phase had them. */
+  readonly sessionEnded: (sessionId: string, state: SmtpSession.State, services: Context.Context<never> | undefined) => void
+}
+
 /** The state of an app's connections and transactions. */
 export class SessionState<Cs, Ts, R> {
   private readonly app: Pick<SmtpApp<Cs, Ts, R>, "connectionState" | "transactionState">
@@ -126,10 +134,18 @@ export class SessionState<Cs, Ts, R> {
   private connectionAtOnce: Context.Context<Cs> | false | undefined = undefined
   private transactionAtOnce: Context.Context<Ts> | false | undefined = undefined
 
-  constructor(app: Pick<SmtpApp<Cs, Ts, R>, "connectionState" | "transactionState">, services: Context.Context<R>, serverScope: Scope.Scope) {
+  private readonly observer: Observer | undefined
+
+  constructor(
+    app: Pick<SmtpApp<Cs, Ts, R>, "connectionState" | "transactionState">,
+    services: Context.Context<R>,
+    serverScope: Scope.Scope,
+    observer: Observer | undefined
+  ) {
     this.app = app
     this.services = services
     this.serverScope = serverScope
+    this.observer = observer
   }
 
   /** A new connection's record; without connection state, its state is there at once. */
@@ -175,6 +191,7 @@ export class SessionState<Cs, Ts, R> {
     const transaction = record.transaction
     if (transaction === undefined) return undefined
     record.transaction = undefined
+    this.observer?.transactionEnded(record.session.id, MutableRef.get(transaction.ref.ref))
     return transaction.scope === undefined ? undefined : Scope.closeUnsafe(transaction.scope, Exit.void)
   }
 

@@ -5,7 +5,7 @@
  * and reverse DNS through Effect's `Dns` service. Exact replies throughout.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Option, Redacted, Ref, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref, Scope, Stream } from "effect"
 import * as Dns from "effect/net/Dns"
 import { TestClock } from "effect/testing"
 import { Accept, Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction, Username } from "../src/index.ts"
@@ -202,6 +202,23 @@ describe("a message over the size limit", () => {
         lines: ["Message contains a bare CR or LF: lines must end with CRLF"]
       })
       expect(yield* client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: ok\r\n\r\nfine\r\n" })).toMatchObject({ code: 250 })
+    }))
+
+  it.live("a message that never arrived whole is never counted as accepted, with data middleware or without", () =>
+    Effect.gen(function*() {
+      for (const app of [SmtpApp.empty, SmtpApp.empty.pipe(SmtpApp.onData(() => Effect.void))]) {
+        const server = yield* SmtpTest.make(app)
+        const scope = yield* Scope.make()
+        const client = yield* server.connect().pipe(Scope.provide(scope))
+        yield* client.ehlo("client.test")
+        yield* client.mailFrom("a@x.test")
+        yield* client.rcptTo("b@x.test")
+        expect(yield* client.command("DATA")).toMatchObject({ code: 354 })
+        yield* Effect.forkChild(client.command("Subject: cut short\r\n\r\nno final dot"))
+        yield* Effect.sleep("20 millis")
+        yield* Scope.close(scope, Exit.void) // the client leaves in the middle of the message
+        expect(yield* client.session).toMatchObject({ transactions: 1, messages: 0 })
+      }
     }))
 
   it.effect("left as it is, or ignored, or swallowed, it gets 552 5.3.4 and never a 250", () =>

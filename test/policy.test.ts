@@ -11,6 +11,8 @@ const rules = (overrides: Partial<Rules> = {}): Rules => ({
   maxJunkCommands: 10,
   rejectUnauthorizedPipelining: true,
   authRequired: false,
+  xclientPeers: [],
+  xforwardPeers: [],
   ...overrides
 })
 
@@ -19,6 +21,7 @@ const facts = (overrides: Partial<Facts> = {}): Facts => ({
   secure: false,
   helo: false,
   authenticated: false,
+  client: "192.0.2.1",
   inTransaction: false,
   draining: false,
   junkCommands: 0,
@@ -477,6 +480,18 @@ describe("CommandPolicy.decide", () => {
       expectVerdict(run("AUTH PLAIN !!!!", { junkCommands: 10 }), refused(Reject.tooMuchJunk))
       expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 9 }), rejected(Reject.badBase64, true, true))
       expectVerdict(run("!!!!", { saslResponse: true, junkCommands: 10 }), refused(Reject.tooMuchJunk))
+    })
+  })
+
+  describe("XCLIENT and XFORWARD", () => {
+    it("count as junk, except from the proxies the settings trust (an IPv4 one also as an IPv4-mapped address)", () => {
+      const proxies = { xclientPeers: ["192.0.2.10"], xforwardPeers: ["192.0.2.11"] }
+      expectVerdict(run("XCLIENT ADDR=198.51.100.7", { client: "192.0.2.10" }, proxies), pass("XCLIENT"))
+      expectVerdict(run("XCLIENT ADDR=198.51.100.7", { client: "::ffff:192.0.2.10" }, proxies), pass("XCLIENT"))
+      expectVerdict(run("XFORWARD ADDR=198.51.100.7", { client: "192.0.2.11" }, proxies), pass("XFORWARD"))
+      expectVerdict(run("XFORWARD ADDR=198.51.100.7", { client: "192.0.2.10" }, proxies), pass("XFORWARD", true))
+      expectVerdict(run("XCLIENT ADDR=198.51.100.7", { client: "192.0.2.1" }, proxies), pass("XCLIENT", true))
+      expectVerdict(run("XCLIENT ADDR=198.51.100.7", { client: "192.0.2.1", junkCommands: 10 }, proxies), refused(Reject.tooMuchJunk))
     })
   })
 

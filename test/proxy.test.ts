@@ -5,7 +5,8 @@
  * proxied client, and the proxy's own login not passing to that client.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Ref } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { Credentials, MailFrom, Reject, SmtpApp, SmtpSession, Username } from "../src/index.ts"
 import * as Dns from "effect/net/Dns"
 import { SmtpTest } from "../src/testing/index.ts"
@@ -162,4 +163,50 @@ describe("XCLIENT and XFORWARD", () => {
         reverse: (address) => Effect.succeed(String(address) === proxy ? ["proxy.internal"] : ["client.lookup.test"])
       }))
     ])))
+})
+
+describe("XCLIENT handovers, the hard cases", () => {
+  /** Records the start and end of every close phase, with the user it saw; the proxy's takes 300 ms. */
+  const slowClose = SmtpApp.empty.pipe(
+    SmtpApp.onConnect((next) => Effect.andThen(Effect.flatMap(SmtpSession.current, (session) => Trail.add(`connect ${session.remoteAddress}`)), next)),
+    SmtpApp.onAuth(Username, () => Effect.map(Credentials, ({ username }) => username)),
+    SmtpApp.onClose(() =>
+      Effect.gen(function*() {
+        const session = yield* SmtpSession.current
+        const user = Option.getOrElse(yield* Effect.serviceOption(Username), () => "nobody")
+        yield* Trail.add(`close start ${session.remoteAddress} as ${user}`)
+        if (session.remoteAddress === proxy) yield* Effect.sleep("300 millis")
+        yield* Trail.add(`close end ${session.remoteAddress}`)
+      })
+    )
+  )
+
+  it.live("the proxy's close phase sees the proxy's user, and runs whole even if the connection drops during the handover", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(slowClose, settings)
+      const scope = yield* Scope.make()
+      const client = yield* server.connect({ remoteAddress: proxy }).pipe(Scope.provide(scope))
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "relay", password: "x" })).toMatchObject({ code: 235 })
+      yield* Effect.forkChild(client.command("XCLIENT ADDR=198.51.100.7"))
+      yield* Effect.sleep("50 millis") // the proxy's close phase has begun
+      yield* Scope.close(scope, Exit.void) // the connection drops; this waits for the close phases
+      expect(yield* Trail.all).toEqual([
+        `connect ${proxy}`,
+        `close start ${proxy} as relay`,
+        `close end ${proxy}`
+      ])
+    }).pipe(Effect.provide(Trail.layer)))
+
+  it.effect("XCLIENT ADDR=[UNAVAILABLE] changes no client: nothing starts over", () =>
+    Effect.gen(function*() {
+      const client = yield* (yield* SmtpTest.make(slowClose, settings)).connect({ remoteAddress: proxy })
+      yield* client.ehlo("proxy.test")
+      expect(yield* client.command("XCLIENT ADDR=[UNAVAILABLE]")).toMatchObject({ code: 220 })
+      yield* client.quit
+      const closing = yield* Effect.forkChild(client.closed)
+      yield* TestClock.adjust("300 millis")
+      yield* Fiber.join(closing)
+      expect(yield* Trail.all).toEqual([`connect ${proxy}`, `close start ${proxy} as nobody`, `close end ${proxy}`])
+    }).pipe(Effect.provide(Trail.layer)))
 })

@@ -14,6 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Dns from "effect/net/Dns"
+import * as Host from "effect/net/Host"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server"
 import * as Reject from "../../phases/Reject.ts"
@@ -76,7 +77,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
   const dns = settings.reverseLookup
     ? Option.getOrUndefined(Context.getOption(services, Dns.Dns)) ?? (yield* Effect.orDie(NodeDns.make()))
     : undefined
-  const phases = new Phases({ app, dns, settings, runner, state, registry, deadlines, logging, recordOf, run, observer })
+  const lookup = dns === undefined ? undefined : (record: ConnectionRecord<Cs, Ts, R>) =>
+    dns.reverse(record.session.remoteAddress).pipe(
+      Effect.timeoutOption(settings.reverseLookupTimeout),
+      // Resolvers give fully qualified names ("mail.example."): the trace fields want the usual form.
+      Effect.map(Option.map((names) => record.connection.named(Host.toRelative(names[0])))),
+      Effect.ignore
+    )
+  const phases = new Phases({ app, lookup, settings, runner, state, registry, deadlines, logging, recordOf, run, observer })
   let shuttingDown = false
 
   const disabled = [

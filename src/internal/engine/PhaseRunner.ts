@@ -42,6 +42,13 @@ export const replyFor = (cause: Cause.Cause<DataError>): ReplyError => {
   return replyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
 }
 
+/** The rejection a data handler failed with of its own accord: not the content's `verdict`, which its stream passed on. */
+export const ownRejection = (exit: Exit.Exit<unknown, DataError>, verdict: Reject.SmtpRejection | undefined): Reject.SmtpRejection | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Option.getOrUndefined(Cause.findErrorOption(exit.cause))
+  return error?._tag === "SmtpRejection" && error !== verdict ? error : undefined
+}
+
 /** An answer to smtp-server: no error, or the reply for the failure. */
 export const replyTo = (done: (error: ReplyError | null) => void) => (exit: Exit.Exit<unknown, DataError>): void =>
   Exit.isSuccess(exit) ? done(null) : done(replyFor(exit.cause))

@@ -20,8 +20,6 @@ import * as MutableRef from "effect/MutableRef"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerDataStream, SMTPServerSession } from "smtp-server"
-import type { Dns } from "effect/net/Dns"
-import * as Host from "effect/net/Host"
 import type { SmtpReply } from "../../phases/Accept.ts"
 import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
@@ -36,7 +34,7 @@ import { compose, composeAll, endOfAuth } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
-import { type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
+import { ownRejection, type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
 import { type Observer, type SessionState, snapshot } from "./SessionState.ts"
 import type { ReplyError } from "./Hooks.ts"
 
@@ -44,13 +42,6 @@ type Done = (error: ReplyError | null) => void
 
 type Connected<Cs, R> = R | ConnectedTo<Cs>
 type InTransaction<Cs, Ts, R> = R | InTransactionOf<Cs, Ts>
-
-/** The rejection a data handler failed with of its own accord: not the content's `verdict`, which its stream passed on. */
-const ownRejection = (exit: Exit.Exit<unknown, DataError>, verdict: Reject.SmtpRejection | undefined): Reject.SmtpRejection | undefined => {
-  if (Exit.isSuccess(exit)) return undefined
-  const error = Option.getOrUndefined(Cause.findErrorOption(exit.cause))
-  return error?._tag === "SmtpRejection" && error !== verdict ? error : undefined
-}
 
 /** The callbacks smtp-server calls, for one app. */
 export class Phases<Cs, Ts, R, U extends UserKey> {
@@ -81,8 +72,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
 
   constructor(deps: {
     readonly app: SmtpApp<Cs, Ts, R, U>
-    /** The resolver for reverse lookups, with the `reverseLookup` setting. */
-    readonly dns: Dns["Service"] | undefined
+    /** Names the client by reverse DNS, with the `reverseLookup` setting. */
+    readonly lookup: ((record: ConnectionRecord<Cs, Ts, R>) => Effect.Effect<void>) | undefined
     readonly settings: Settings
     readonly runner: PhaseRunner<R>
     readonly state: SessionState<Cs, Ts, R>
@@ -134,14 +125,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       (address, session) => decodeRcptTo(address, session.envelope.smtpUtf8 === true, extraRcpt),
       (envelope, recipient) => ({ ...envelope, rcptTo: [...envelope.rcptTo, recipient] })
     )
-    const dns = deps.dns
-    this.lookup = dns === undefined ? undefined : (record) =>
-      dns.reverse(record.session.remoteAddress).pipe(
-        Effect.timeoutOption(settings.reverseLookupTimeout),
-        // Resolvers give fully qualified names ("mail.example."): the trace fields want the usual form.
-        Effect.map(Option.map((names) => record.connection.named(Host.toRelative(names[0])))),
-        Effect.ignore
-      )
+    this.lookup = deps.lookup
   }
 
   /** Answers smtp-server: with the failure's reply, or accepting, in the words a middleware chose (`Accept`). */
@@ -161,11 +145,13 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.runner.run(record, "connect", inputs, this.chains.connect, replyTo(done))
   }
 
-  /** The close chain of the session `record` has now (if its state was built), within its timeout; failures are logged. */
-  private readonly ended = (record: ConnectionRecord<Cs, Ts, R>): Effect.Effect<void> => {
-    const state = record.state
+  /** The close chain, with `state`, for `session` (`record`'s, or the proxy's it had before XCLIENT); failures are logged. */
+  private readonly ended = (
+    record: ConnectionRecord<Cs, Ts, R>,
+    state: ConnectionRecord<Cs, Ts, R>["state"],
+    session: { readonly id: string; readonly remoteAddress: string } = record.session
+  ): Effect.Effect<void> => {
     if (this.app.close.length === 0 || state === undefined) return Effect.void
-    const { session } = record
     return Effect.setContext(this.chains.close, this.runner.context(record, "close", state)).pipe(
       Effect.timeoutOrElse({ duration: this.settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
       Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
@@ -178,11 +164,17 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     record.handedFrom = snapshot(record)
   }
 
+  /** smtp-server forgets a login at STARTTLS (RFC 3207) and at XCLIENT: the app's user goes too. */
+  readonly loggedOut = (record: ConnectionRecord<Cs, Ts, R>): void => {
+    if (record.anonymous !== undefined) record.state = record.anonymous
+    record.anonymous = undefined
+  }
+
   /**
    * After XCLIENT. smtp-server's login is the one that counts: if XCLIENT logged the user out, the app's user goes
-   * too. With ADDR the session starts over for the client behind the proxy: the proxy's session gets its close
-   * phase, then the client's its name (reverse lookup, or `[address]`, unless XCLIENT gave one) and its connect
-   * phase, before its greeting. The connection state lives with the connection, across both.
+   * too. When it gave the session another client (ADDR), the session starts over: the proxy's session gets its
+   * close phase (whole, even if the connection drops), then the client its name (reverse lookup, or `[address]`,
+   * unless XCLIENT gave one) and its connect phase, before its greeting. The connection state stays.
    */
   readonly proxied = (
     record: ConnectionRecord<Cs, Ts, R>,
@@ -190,29 +182,31 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     answer: (rejection: Reject.SmtpRejection | undefined) => void
   ): void => {
     const from = record.handedFrom
+    const proxyState = record.state
     record.handedFrom = undefined
     if (!record.session.user) this.loggedOut(record)
     const state = record.state
-    if (handover === "none" || state === undefined) return answer(undefined)
+    if (handover === "none" || from === undefined || state === undefined || from.remoteAddress === record.session.remoteAddress) {
+      return answer(undefined)
+    }
     if (handover === "unnamed") record.connection.named(`[${record.session.remoteAddress}]`)
-    const lookup = handover === "unnamed" && this.lookup !== undefined ? this.lookup(record) : Effect.void
-    const proxySession = Effect.sync(() => {
-      record.snapshot = from
-    }).pipe(
-      Effect.andThen(this.ended(record)),
+    // Until the client's connect phase starts, a close would have no connect to pair with.
+    record.connected = false
+    const proxySession = Effect.sync(() => record.snapshot = from).pipe(
+      Effect.andThen(this.ended(record, proxyState, from)),
       Effect.ensuring(Effect.sync(() => {
         record.snapshot = undefined
         record.annotations = {}
-      }))
+      })),
+      Effect.uninterruptible
     )
-    this.runner.run(record, "connect", Effect.as(Effect.andThen(proxySession, lookup), state), this.chains.connect, (exit) =>
+    const lookup = handover === "unnamed" && this.lookup !== undefined ? this.lookup(record) : Effect.void
+    const ready = Effect.sync(() => {
+      record.connected = true
+      return state
+    })
+    this.runner.run(record, "connect", Effect.andThen(Effect.andThen(proxySession, lookup), ready), this.chains.connect, (exit) =>
       answer(Exit.isSuccess(exit) ? undefined : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Reject.internalError)))
-  }
-
-  /** smtp-server forgets a login at STARTTLS (RFC 3207) and when XCLIENT hands the session over: the app's user goes too. */
-  readonly loggedOut = (record: ConnectionRecord<Cs, Ts, R>): void => {
-    if (record.anonymous !== undefined) record.state = record.anonymous
-    record.anonymous = undefined
   }
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {
@@ -325,7 +319,9 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       MessageBody.drain(stream, guard, () => {
         record.inData = false
         record.delivering = undefined
-        if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
+        // A message that did not arrive whole (the client left, a timeout) is never accepted, whatever was decided.
+        if (!stream.writableEnded) done(replyError(Reject.readFailed))
+        else if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
         else if (guard.verdict !== undefined) done(replyError(guard.verdict))
         else this.answer(record, done)(exit, reply)
       })
@@ -381,7 +377,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       yield* Fiber.interruptAll([...record.fibers].filter((fiber) => fiber !== finishing))
       if (finishing !== undefined) yield* Fiber.await(finishing)
       // Every connection whose state was built gets its close phase; one gone before its greeting has none.
-      if (record.connected) yield* ended(record)
+      if (record.connected) yield* ended(record, record.state)
     }).pipe(
       Effect.ensuring(Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)),
       Effect.ensuring(Scope.close(record.scope, Exit.void)),

@@ -204,6 +204,18 @@ describe("a message over the size limit", () => {
       expect(yield* client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: ok\r\n\r\nfine\r\n" })).toMatchObject({ code: 250 })
     }))
 
+  it.effect("a message that arrived whole is not late, however long its handler waits before reading it", () =>
+    Effect.gen(function*() {
+      const patient = SmtpApp.empty.pipe(SmtpApp.onData(() =>
+        Effect.andThen(Effect.sleep("1500 millis"), Effect.flatMap(Message, ({ stream }) => Stream.runDrain(stream)))
+      ))
+      const client = yield* (yield* SmtpTest.make(patient, { dataTimeout: "1 second" })).connect()
+      yield* client.ehlo("client.test")
+      const sent = yield* Effect.forkChild(client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: x\r\n\r\nbody\r\n" }))
+      yield* TestClock.adjust("1500 millis")
+      expect(yield* Fiber.join(sent)).toMatchObject({ code: 250 })
+    }))
+
   it.live("a message that never arrived whole is never counted as accepted, with data middleware or without", () =>
     Effect.gen(function*() {
       for (const app of [SmtpApp.empty, SmtpApp.empty.pipe(SmtpApp.onData(() => Effect.void))]) {

@@ -40,6 +40,21 @@ describe("pipelining", () => {
       expect(yield* server.messages).toHaveLength(0)
     }))
 
+  it.live("with the check off, two whole transactions and QUIT in one write are all answered and both stored", () =>
+    Effect.gen(function*() {
+      // smtp-server lost the parser's place when a second message ended within the same write (fixed in CommandParser).
+      const server = yield* serveMemory({ rejectUnauthorizedPipelining: false })
+      const client = yield* connect(server.port)
+      yield* client.reply
+      const transaction = (n: number) => `MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: ${n}\r\n\r\nhi\r\n.\r\n`
+      yield* client.write(`EHLO x.test\r\n${transaction(1)}${transaction(2)}QUIT\r\n`)
+      const codes: Array<string> = []
+      for (let i = 0; i < 10; i++) codes.push((yield* client.reply).slice(0, 3))
+      expect(codes).toEqual(["250", "250", "250", "354", "250", "250", "250", "354", "250", "221"])
+      yield* client.closed
+      expect(yield* server.messages).toHaveLength(2)
+    }))
+
   it.live("after HELO (no PIPELINING offered) any command sent ahead: 554 5.5.0", () =>
     Effect.gen(function*() {
       const server = yield* serveMemory()

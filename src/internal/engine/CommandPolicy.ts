@@ -16,8 +16,8 @@ export interface Facts {
   /** The session opened with HELO, which allows no pipelining at all. */
   readonly helo: boolean
   readonly authenticated: boolean
-  /** The address the client connected from. */
-  readonly client: string
+  /** smtp-server would take XCLIENT or XFORWARD from this client now (a trusted proxy, before any handover). */
+  readonly mayProxy: (verb: "XCLIENT" | "XFORWARD") => boolean
   /** A mail transaction is open: MAIL FROM was accepted. */
   readonly inTransaction: boolean
   /** The server is shutting down. */
@@ -35,9 +35,6 @@ export interface Rules {
   readonly maxJunkCommands: number
   readonly rejectUnauthorizedPipelining: boolean
   readonly authRequired: boolean
-  /** The proxies that may send XCLIENT and XFORWARD: from anyone else, those count as junk. */
-  readonly xclientPeers: ReadonlyArray<string>
-  readonly xforwardPeers: ReadonlyArray<string>
 }
 
 /** What to do with the line. */
@@ -100,10 +97,6 @@ const verbLength = (line: Buffer): number => {
   return at === 0 ? -1 : at
 }
 
-/** Whether `client` is one of `peers` (an IPv4 client may connect as an IPv4-mapped IPv6 address). */
-const trusted = (peers: ReadonlyArray<string>, client: string): boolean =>
-  peers.length > 0 && peers.includes(client.replace(/^::ffff:(?=\d+\.)/i, ""))
-
 /** Decides what happens to `line`, a command line without its line ending. */
 export const decide = (rules: Rules, facts: Facts, line: Buffer): Verdict => {
   if (facts.draining) return refuse(Reject.shuttingDown)
@@ -120,8 +113,8 @@ export const decide = (rules: Rules, facts: Facts, line: Buffer): Verdict => {
   const length = verbLength(line)
   if (length === -1) return junkLimitReached ? refuse(Reject.tooMuchJunk) : reject(Reject.unrecognized, true)
   const verb = line.toString("latin1", 0, length).toUpperCase()
-  const known = COMMANDS.has(verb) || (verb === "XCLIENT" && trusted(rules.xclientPeers, facts.client)) ||
-    (verb === "XFORWARD" && trusted(rules.xforwardPeers, facts.client))
+  // XCLIENT and XFORWARD move a session forward from a trusted proxy only: from anyone else they are junk.
+  const known = COMMANDS.has(verb) || ((verb === "XCLIENT" || verb === "XFORWARD") && facts.mayProxy(verb))
   // Plaintext behind STARTTLS would be read inside the TLS session (RFC 3207 section 4), whatever the setting.
   const mustBeLast = verb === "STARTTLS" || (rules.rejectUnauthorizedPipelining && (LAST_IN_GROUP.has(verb) || facts.helo))
   if (mustBeLast) {

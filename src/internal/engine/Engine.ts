@@ -29,6 +29,7 @@ import { Phases } from "./Phases.ts"
 import { type Observer, SessionState } from "./SessionState.ts"
 import type * as Hooks from "./Hooks.ts"
 import * as SmtpServerHooks from "./SmtpServerHooks.ts"
+import { versionError } from "./SmtpServerVersion.ts"
 
 /** How long a refused connection may stay open while its refusal is read. */
 const REFUSED_LINGER = Duration.seconds(5)
@@ -54,7 +55,9 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
   settings: Settings,
   observer?: Observer
 ) {
-  yield* SmtpServerHooks.check
+  // The engine runs only on an smtp-server that has every member it relies on.
+  const absent = SmtpServerHooks.missing()
+  if (absent.length > 0) return yield* versionError(absent)
   if (settings.authRequired && app.auth.length === 0) {
     return yield* new SmtpConfigError({ message: "authRequired is set but the app has no auth middleware to check credentials" })
   }

@@ -25,6 +25,7 @@ import type { DataError } from "../../phases/Middleware.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Connected as ConnectedTo, InTransaction as InTransactionOf, SmtpApp, UserKey } from "../../phases/SmtpApp.ts"
 import { Credentials, MailFrom, Message, RcptTo, TlsSession } from "../../services/PhaseInput.ts"
+import * as SmtpSession from "../../services/SmtpSession.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Settings } from "../../layers/SmtpServerConfig.ts"
 import { decodeMailFrom, decodeRcptTo } from "../AddressDecoding.ts"
@@ -192,12 +193,10 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     if (handover === "unnamed") record.connection.named(`[${record.session.remoteAddress}]`)
     // Until the client's connect phase starts, a close would have no connect to pair with.
     record.connected = false
-    const proxySession = Effect.sync(() => record.snapshot = from).pipe(
-      Effect.andThen(this.ended(record, proxyState, from)),
-      Effect.ensuring(Effect.sync(() => {
-        record.snapshot = undefined
-        record.annotations = {}
-      })),
+    // The proxy's session as it was, whatever happens to the connection meanwhile.
+    const asProxy = proxyState === undefined ? proxyState : Context.add(proxyState, SmtpSession.SmtpSession, SmtpSession.make(from.id, () => from))
+    const proxySession = this.ended(record, asProxy, from).pipe(
+      Effect.ensuring(Effect.sync(() => record.annotations = {})),
       Effect.uninterruptible
     )
     const lookup = handover === "unnamed" && this.lookup !== undefined ? this.lookup(record) : Effect.void
@@ -305,6 +304,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     const record = this.recordOf(session)
     record.inData = true
     const cancel = this.deadlines.message(stream, () => {
+      // A message that arrived whole is not late, however long its handler takes to read it.
+      if (stream.writableEnded) return
       record.connection.refuse(Reject.dataTimedOut)
       this.logging.warning(session, "message not received in time")
     })

@@ -6,10 +6,9 @@
  * decide to a small typed interface, `Hooks`: admitting connections, each
  * command line (through `CommandPolicy`), each reply, deadlines, the phases.
  * It is the only module that imports smtp-server's internal classes or names
- * an underscore member, and `check` makes sure, before a server starts, that
- * every member it relies on exists in the installed smtp-server.
+ * an underscore member, and `missing` tells, before a server starts, which
+ * member it relies on the installed smtp-server lacks.
  */
-import * as Effect from "effect/Effect"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
@@ -23,7 +22,6 @@ import * as CommandPolicy from "./CommandPolicy.ts"
 import type { Connection, Hooks, Peer, Server, StreamSocket } from "./Hooks.ts"
 import * as DataInput from "./DataInput.ts"
 import { PipelinedInput } from "./PipelinedInput.ts"
-import { type SmtpServerVersionError, versionError } from "./SmtpServerVersion.ts"
 
 /** Members this module overrides or calls (methods, on the prototypes) and reads (fields, on fresh instances). */
 const internals = {
@@ -32,12 +30,12 @@ const internals = {
     fields: ["server", "options", "connections", "logger", "_pendingSockets"]
   },
   SMTPConnection: {
-    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting", "handler_XCLIENT"],
+    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting", "handler_XCLIENT", "_proxyCommandAllowed"],
     fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand", "clientHostname"]
   },
   SMTPStream: {
-    methods: ["_write", "_feedDataStream", "_endDataMode", "_countDataBytes"],
-    fields: ["_dataMode", "_dataStream", "_remainder", "_lastBytes", "_atDataStart", "isClosed"]
+    methods: ["_write", "_feedDataStream", "_endDataMode", "_countDataBytes", "continue"],
+    fields: ["_dataMode", "_dataStream", "_remainder", "_lastBytes", "_atDataStart", "isClosed", "_continueCallback"]
   }
 } as const
 
@@ -62,12 +60,6 @@ export const missing = (): ReadonlyArray<string> => {
   return absent
 }
 
-/** Fails when the installed smtp-server lacks anything this module needs. */
-export const check: Effect.Effect<void, SmtpServerVersionError> = Effect.suspend(() => {
-  const absent = missing()
-  return absent.length === 0 ? Effect.void : Effect.fail(versionError(absent))
-})
-
 // smtp-server's types ask for a `net.Socket`, but its connection reads and writes the socket as a stream and uses
 // nothing else of it but `setTimeout` and `readyState` (a `tls.TLSSocket` wraps any stream the same way): these
 // overloads say so, for connections a listener other than smtp-server's own hands over.
@@ -80,7 +72,6 @@ declare module "smtp-server" {
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /
 const LF = 0x0a
-
 const handshakeTimedOut = (): Error => Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" })
 
 /** smtp-server's parser, telling its connection what the client sent ahead of each command and whether a line is open (exported for its tests). */
@@ -138,6 +129,14 @@ export class CommandParser extends SMTPStream {
     dataStream.once("close", resume)
   }
 
+  override continue(): void {
+    // smtp-server clears the callback after running it: one that a second message in the same write set meanwhile was lost.
+    const resume = this._continueCallback
+    if (typeof resume !== "function") return super.continue()
+    this._continueCallback = false
+    resume()
+  }
+
   /** Bytes received after the line being handled: the rest of its chunk and the writes queued behind it. */
   get ahead(): number {
     return this.input.rest + this.writableLength - (this.writing ?? 0)
@@ -179,6 +178,7 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   get authenticated(): boolean { return Boolean(this.session.user) }
   get inTransaction(): boolean { return Boolean(this.session.envelope.mailFrom) }
   get draining(): boolean { return this.hooks.draining(this.record) }
+  mayProxy(verb: "XCLIENT" | "XFORWARD"): boolean { return this._proxyCommandAllowed(verb, verb === "XCLIENT" ? "useXClient" : "useXForward") }
   ahead(): number { return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength }
 
   override connectionReady(next?: () => void): void {

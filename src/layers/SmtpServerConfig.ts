@@ -245,6 +245,9 @@ const tlsFiles = (prefix: string): Config.Config<TlsCertificate | "self-signed" 
  * for the settings `given` names, whose variables are not read at all (a
  * stray `SMTP_PORT` must not stop a server that takes its port elsewhere).
  */
+/** The settings a variable gives as a comma-separated list. */
+const LISTS: ReadonlySet<string> = new Set(["authMethods", "extraMailParameters", "extraRcptParameters", "xclientPeers", "xforwardPeers"])
+
 const fromVariables = (prefix: string, given: Readonly<Record<string, unknown>>) => {
   const read = (path: ReadonlyArray<string>, schema: Schema.Top) => SettingsReader.field(schema, SettingsReader.variable(prefix, path))
   const givenPhases = given["phaseTimeouts"]
@@ -253,16 +256,11 @@ const fromVariables = (prefix: string, given: Readonly<Record<string, unknown>>)
       .filter(([phase]) => !(isRecord(givenPhases) && phase in givenPhases))
       .map(([phase, schema]) => [phase, read(["phaseTimeouts", phase], schema)])
   )).pipe(Config.map(SettingsReader.defined))
-  const { authMethods: _, extraMailParameters: _m, extraRcptParameters: _r, xclientPeers: _x, xforwardPeers: _f, phaseTimeouts: __, tls: ___, ...plain } =
-    SettingsSchema.fields
-  const list = (key: string) => SettingsReader.list(SettingsReader.variable(prefix, [key]))
   const readers: Record<string, Config.Config<unknown>> = {
-    ...Object.fromEntries(Object.entries(plain).map(([key, schema]) => [key, read([key], schema)])),
-    authMethods: list("authMethods"),
-    extraMailParameters: list("extraMailParameters"),
-    extraRcptParameters: list("extraRcptParameters"),
-    xclientPeers: list("xclientPeers"),
-    xforwardPeers: list("xforwardPeers"),
+    ...Object.fromEntries(Object.entries(SettingsSchema.fields).filter(([key]) => key !== "phaseTimeouts" && key !== "tls").map(([key, schema]) => [
+      key,
+      LISTS.has(key) ? SettingsReader.list(SettingsReader.variable(prefix, [key])) : read([key], schema)
+    ])),
     phaseTimeouts,
     tls: tlsFiles(prefix)
   }

@@ -5,21 +5,14 @@
  * and reverse DNS through Effect's `Dns` service. Exact replies throughout.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Option, Redacted, Ref, Scope, Stream } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
 import * as Dns from "effect/net/Dns"
 import { TestClock } from "effect/testing"
 import { Accept, Credentials, MailFrom, Message, RcptTo, Reject, SmtpApp, SmtpSession, SmtpTransaction, Username } from "../src/index.ts"
 import { SmtpTest } from "../src/testing/index.ts"
-import { fixtureTls } from "./support.ts"
+import { fixtureTls, Trail } from "./support.ts"
 
 class User extends Context.Service<User, { readonly id: number; readonly name: string }>()("test/User") {}
-
-/** What the apps below record, in order. */
-class Trail extends Context.Service<Trail, Ref.Ref<ReadonlyArray<string>>>()("test/Trail") {
-  static readonly layer = Layer.effect(Trail, Ref.make<ReadonlyArray<string>>([]))
-  static readonly add = (entry: string) => Trail.use((trail) => Ref.update(trail, (all) => [...all, entry]))
-  static readonly all = Trail.use(Ref.get)
-}
 
 const insecure = { allowInsecureAuth: true, authFailureDelay: "1 millis" } as const
 

@@ -5,18 +5,12 @@
  * proxied client, and the proxy's own login not passing to that client.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Option, Ref, Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Credentials, MailFrom, Reject, SmtpApp, SmtpSession, Username } from "../src/index.ts"
 import * as Dns from "effect/net/Dns"
 import { SmtpTest } from "../src/testing/index.ts"
-
-/** What the app saw, in order. */
-class Trail extends Context.Service<Trail, Ref.Ref<ReadonlyArray<string>>>()("test/ProxyTrail") {
-  static readonly layer = Layer.effect(Trail, Ref.make<ReadonlyArray<string>>([]))
-  static readonly add = (entry: string) => Trail.use((trail) => Ref.update(trail, (all) => [...all, entry]))
-  static readonly all = Trail.use(Ref.get)
-}
+import { Trail } from "./support.ts"
 
 const proxy = "192.0.2.10"
 

@@ -1,7 +1,7 @@
 /**
  * Helpers for tests that talk SMTP over real sockets on 127.0.0.1.
  */
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Layer, Redacted, Ref } from "effect"
 import { readFileSync } from "node:fs"
 import * as net from "node:net"
 import type * as tls from "node:tls"
@@ -9,6 +9,13 @@ import nodemailer, { type SendMailOptions } from "nodemailer"
 import type SMTPTransport from "nodemailer/lib/smtp-transport"
 import { deliver, MemoryMessages, MessageStore, SmtpApp, SmtpServer, SmtpServerConfig, type UserKey } from "../src/index.ts"
 import type { Options } from "../src/layers/SmtpServerConfig.ts"
+
+/** What a test's app saw, in order: each test provides a fresh `Trail.layer`. */
+export class Trail extends Context.Service<Trail, Ref.Ref<ReadonlyArray<string>>>()("test/Trail") {
+  static readonly layer = Layer.effect(Trail, Ref.make<ReadonlyArray<string>>([]))
+  static readonly add = (entry: string) => Trail.use((trail) => Ref.update(trail, (all) => [...all, entry]))
+  static readonly all = Trail.use(Ref.get)
+}
 
 /** A certificate for localhost, for tests only. */
 export const fixtureTls = {

@@ -35,11 +35,14 @@ export type Inputs<I, R> = Context.Context<I> | Effect.Effect<Context.Context<I>
 export const replyError = (rejection: Reject.SmtpRejection): ReplyError =>
   Object.assign(new Error(`${rejection.enhanced} ${rejection.message}`), { responseCode: rejection.code })
 
-/** The reply for a phase that failed: a `MessageTooLarge` left as it is gets the default `552 5.3.4`. */
-export const replyFor = (cause: Cause.Cause<DataError>): ReplyError => {
+/** The reply for a phase that failed. */
+export const replyFor = (cause: Cause.Cause<DataError>): ReplyError => replyError(rejectionFor(cause))
+
+/** The rejection for a phase that failed: a `MessageTooLarge` left as it is gets the default `552 5.3.4`. */
+export const rejectionFor = (cause: Cause.Cause<DataError>): Reject.SmtpRejection => {
   const rejection = Cause.findErrorOption(cause)
-  if (Option.isSome(rejection)) return replyError(rejection.value._tag === "MessageTooLarge" ? Reject.tooBig : rejection.value)
-  return replyError(Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError)
+  if (Option.isSome(rejection)) return rejection.value._tag === "MessageTooLarge" ? Reject.tooBig : rejection.value
+  return Cause.hasInterruptsOnly(cause) ? Reject.shuttingDown : Reject.internalError
 }
 
 /** The rejection a data handler failed with of its own accord: not the content's `verdict`, which its stream passed on. */

@@ -8,7 +8,6 @@
  * handler whose message arrived whole: that message is stored, and the close
  * phase waits for it.
  */
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -35,7 +34,7 @@ import { compose, composeAll, endOfAuth } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { Logging } from "./Logging.ts"
-import { ownRejection, type PhaseRunner, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
+import { ownRejection, type PhaseRunner, rejectionFor, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
 import { type Observer, type SessionState, snapshot } from "./SessionState.ts"
 import type { ReplyError } from "./Hooks.ts"
 
@@ -205,7 +204,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       return state
     })
     this.runner.run(record, "connect", Effect.andThen(Effect.andThen(proxySession, lookup), ready), this.chains.connect, (exit) =>
-      answer(Exit.isSuccess(exit) ? undefined : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Reject.internalError)))
+      answer(Exit.isSuccess(exit) ? undefined : rejectionFor(exit.cause)))
   }
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {

@@ -8,7 +8,7 @@
  * `SmtpServerConfig`, and every row of `documentation("SMTP")` has a case here.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Schedule, Scope } from "effect"
+import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Redacted, Schedule, Scope } from "effect"
 import * as Dns from "effect/net/Dns"
 import { TestClock } from "effect/testing"
 import * as net from "node:net"
@@ -21,8 +21,11 @@ import {
   MessageStore,
   SmtpApp,
   SmtpServer,
+  SmtpMetrics,
   SmtpServerConfig,
   type SmtpServerSettings,
+  SmtpSession,
+  type TranscriptLine,
   Username,
   type UserKey
 } from "../src/index.ts"
@@ -609,6 +612,50 @@ const cases: ReadonlyArray<Case> = [
         expect(replies.map((reply) => reply.slice(0, 3))).toEqual(["250", "250", "250", "354", "250", "221"])
         expect(yield* server.messages).toHaveLength(1)
       })
+  },
+  {
+    variable: "SMTP_METRICS",
+    env: { SMTP_METRICS: "false" },
+    observed: "an accepted message leaves smtp_messages_accepted_total as it was",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const server = yield* serve(store)
+        const before = yield* Metric.value(SmtpMetrics.messagesAccepted)
+        expect(yield* send(server.port, mail)).toMatchObject({ ok: true })
+        expect(yield* Metric.value(SmtpMetrics.messagesAccepted)).toEqual(before)
+      })
+  },
+  {
+    variable: "SMTP_TRANSCRIPT",
+    env: { SMTP_TRANSCRIPT: "true" },
+    observed: "the data phase reads the session's commands and replies",
+    check: (serve) =>
+      Effect.gen(function*() {
+        const seen: Array<ReadonlyArray<TranscriptLine>> = []
+        const reading = SmtpApp.empty.pipe(
+          SmtpApp.onData((next) => Effect.andThen(Effect.map(SmtpSession.transcript, (lines) => void seen.push(lines)), next)),
+          deliver
+        )
+        const client = yield* connect((yield* serve(reading)).port)
+        yield* client.reply
+        for (const line of ["HELO x.test", "MAIL FROM:<a@x.test>", "RCPT TO:<b@x.test>", "DATA"]) {
+          yield* client.write(`${line}\r\n`)
+          yield* client.reply
+        }
+        yield* client.write("Subject: x\r\n\r\nhi\r\n.\r\n")
+        expect(yield* client.reply).toMatch(/^250 /)
+        expect(seen[0]).toEqual([
+          { from: "server", line: expect.stringMatching(/^220 /) },
+          { from: "client", line: "HELO x.test" },
+          { from: "server", line: expect.stringMatching(/^250 /) },
+          { from: "client", line: "MAIL FROM:<a@x.test>" },
+          { from: "server", line: "250 2.1.0 Accepted" },
+          { from: "client", line: "RCPT TO:<b@x.test>" },
+          { from: "server", line: "250 2.1.5 Accepted" },
+          { from: "client", line: "DATA" },
+          { from: "server", line: "354 End data with <CR><LF>.<CR><LF>" }
+        ])
+      })
   }
 ]
 
@@ -655,7 +702,9 @@ const everything: Env = {
   SMTP_MIN_DATA_RATE: "50",
   SMTP_TLS_HANDSHAKE_TIMEOUT: "7 seconds",
   SMTP_WRITE_STALL_TIMEOUT: "25 seconds",
-  SMTP_REJECT_UNAUTHORIZED_PIPELINING: "false"
+  SMTP_REJECT_UNAUTHORIZED_PIPELINING: "false",
+  SMTP_METRICS: "false",
+  SMTP_TRANSCRIPT: "true"
 }
 
 // ---------------------------------------------------------------------------
@@ -887,7 +936,9 @@ describe("the variables as a whole", () => {
         minDataRate: 50,
         tlsHandshakeTimeout: Duration.seconds(7),
         writeStallTimeout: Duration.seconds(25),
-        rejectUnauthorizedPipelining: false
+        rejectUnauthorizedPipelining: false,
+        metrics: false,
+        transcript: true
       })
       expect(Option.map(certificate, (c) => [c.cert, Redacted.value(c.key)])).toEqual(
         Option.some([fixtureTls.cert, Redacted.value(fixtureTls.key)])

@@ -6,7 +6,7 @@
  * that leaves between its final dot and the reply.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Context, type Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope } from "effect"
+import { Context, type Duration, Effect, Exit, Fiber, Layer, Logger, Option, References, Schedule, Scope } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { tmpdir } from "node:os"
@@ -116,7 +116,11 @@ const slowMaildir = (root: string, delay: Duration.Input) => {
 /** Log lines, as "Level message", for the current test. */
 const capture = () => {
   const lines: Array<string> = []
-  const logger = Logger.make<unknown, void>((entry) => void lines.push(`${entry.logLevel} ${format(...[entry.message].flat())}`))
+  const logger = Logger.make<unknown, void>((entry) =>
+    void lines.push(
+      `${entry.logLevel} ${format(...[entry.message].flat())} ${JSON.stringify(entry.fiber.getRef(References.CurrentLogAnnotations))}`
+    )
+  )
   return { lines, layer: Logger.layer([logger]) }
 }
 
@@ -171,7 +175,7 @@ describe("storage", () => {
       expect(others).toEqual([])
       expect(result.response).toBe(`250 2.0.0 Ok: queued as ${file}`)
       expect(logs.lines.filter((line) => line.startsWith("Info message accepted"))).toEqual([
-        expect.stringContaining(`id: '${file}'`)
+        expect.stringContaining(`"id":"${file}"`)
       ])
     }))
 

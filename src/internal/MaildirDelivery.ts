@@ -142,7 +142,9 @@ const attempt = <A>(operation: () => Promise<A>): Effect.Effect<A, Error> =>
 /** Removes `file`, logging rather than failing: a clean-up never changes what the client is told. */
 const remove = (file: string) =>
   attempt(() => fs.rm(file, { force: true })).pipe(
-    Effect.catch((error) => Effect.logWarning("could not remove a file of a message that was not stored", { file, error: error.message }))
+    Effect.catch((error) =>
+      Effect.logWarning("could not remove a file of a message that was not stored").pipe(Effect.annotateLogs({ file, error: error.message }))
+    )
   )
 
 const encoder = new TextEncoder()
@@ -258,5 +260,5 @@ const removeStale = (tmp: string) =>
         removed++
       }
     }
-    if (removed > 0) yield* Effect.logInfo("removed leftovers older than 36 hours from tmp/", { files: removed })
-  }).pipe(Effect.catch((error) => Effect.logWarning("could not clean up tmp/", { error: error.message })))
+    if (removed > 0) yield* Effect.logInfo("removed leftovers older than 36 hours from tmp/").pipe(Effect.annotateLogs({ files: removed }))
+  }).pipe(Effect.catch((error) => Effect.logWarning("could not clean up tmp/").pipe(Effect.annotateLogs({ error: error.message }))))

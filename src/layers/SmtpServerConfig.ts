@@ -153,7 +153,13 @@ export const SettingsSchema = Schema.Struct({
   minDataRate: setting(Count, 500, "slowest average message rate in bytes per second, after a grace of `idleTimeout` (`421 4.4.2`)"),
   tlsHandshakeTimeout: timeout("30 seconds", "from the start of a TLS handshake to its end; the connection closes past it"),
   writeStallTimeout: timeout("1 minute", "how long a client may leave its replies unread once they fill the socket"),
-  rejectUnauthorizedPipelining: setting(Schema.Boolean, true, "a command sent ahead of a reply it must wait for (RFC 2920): `554 5.5.0` and close")
+  rejectUnauthorizedPipelining: setting(Schema.Boolean, true, "a command sent ahead of a reply it must wait for (RFC 2920): `554 5.5.0` and close"),
+  metrics: setting(Schema.Boolean, true, "update the `smtp_*` metrics in the app's metric registry (see Observability)"),
+  transcript: setting(
+    Schema.Boolean,
+    false,
+    "keep each session's commands and replies for `SmtpSession.transcript` (AUTH payloads redacted, no message bodies)"
+  )
 }).check(
   Schema.makeFilter((settings) =>
     settings.implicitTls && Option.isNone(settings.tls) ? { path: ["implicitTls"], issue: "needs a tls certificate" } : true

@@ -12,7 +12,7 @@
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import type { RcptTo } from "../services/PhaseInput.ts"
+import type { Message, RcptTo } from "../services/PhaseInput.ts"
 
 const EnhancedCode = Schema.String.check(
   Schema.isPattern(/^2\.(?:0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})$/, {
@@ -28,7 +28,9 @@ const ReplyText = Schema.String.check(
 export class SmtpReply extends Schema.Class<SmtpReply>("SmtpReply")({
   code: Schema.Literals([250, 251]),
   enhanced: EnhancedCode,
-  message: ReplyText
+  message: ReplyText,
+  /** The id a message was stored under, for the log line of an accepted message. */
+  queueId: Schema.optionalKey(Schema.String)
 }) {
   /** The reply line as sent, without CRLF. */
   get line(): string {
@@ -44,6 +46,10 @@ export class PhaseReply extends Context.Service<PhaseReply, {
 /** Answers this phase, when it accepts, with `250 <enhanced> <text>`. */
 export const ok = (enhanced: `2.${string}`, text: string): Effect.Effect<void, never, PhaseReply> =>
   PhaseReply.use((phase) => phase.set(new SmtpReply({ code: 250, enhanced, message: text })))
+
+/** Answers the message, when it is accepted, with `250 2.0.0 Ok: queued as <id>`; the log line of the message has the id. */
+export const queued = (id: string): Effect.Effect<void, never, PhaseReply | Message> =>
+  PhaseReply.use((phase) => phase.set(new SmtpReply({ code: 250, enhanced: "2.0.0", message: `Ok: queued as ${id}`, queueId: id })))
 
 /** Answers this recipient, when it is accepted, with `251 <enhanced> <text>` (it needs `RcptTo`: RCPT only). */
 export const forwarding = (enhanced: `2.${string}`, text: string): Effect.Effect<void, never, PhaseReply | RcptTo> =>

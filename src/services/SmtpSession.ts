@@ -5,7 +5,8 @@
  * state is a snapshot the adapter takes once per phase, when a handler first
  * reads it, so a handler reads a consistent snapshot: addresses, TLS, HELO
  * name, the opening command, the login name of a successful AUTH, and how
- * many transactions and messages the connection has had. The app's own user
+ * many transactions and messages the connection has had. With the
+ * `transcript` setting, it also keeps the session's commands and replies. The app's own user
  * (what its auth middleware accepted) is a service of its own type: see
  * `SmtpApp.onAuth`.
  */
@@ -69,15 +70,27 @@ export interface State {
   readonly messages: number
 }
 
+/** A line of the session's transcript: a command the client sent, or a reply as the client read it. */
+export interface TranscriptLine {
+  readonly from: "client" | "server"
+  /** Without CRLF; a multi-line reply's lines joined with CRLF. AUTH payloads are redacted as in smtp-server's log, messages left out. */
+  readonly line: string
+}
+
 /** The current connection. */
 export class SmtpSession extends Context.Service<SmtpSession, {
   readonly id: string
   readonly state: Effect.Effect<State>
+  readonly transcript: Effect.Effect<ReadonlyArray<TranscriptLine>>
 }>()("effect-smtp/SmtpSession") {
   /** The current snapshot. */
   static readonly current: Effect.Effect<State, never, SmtpSession> = SmtpSession.use((s) => s.state)
+  /** The session's commands and replies so far, with the `transcript` setting (empty without it). */
+  static readonly transcript: Effect.Effect<ReadonlyArray<TranscriptLine>, never, SmtpSession> = SmtpSession.use((s) => s.transcript)
 }
 
 /** A session service whose state is whatever `current` returns (the adapter's snapshot of the phase). */
-export const make = (id: string, current: () => State): SmtpSession["Service"] =>
-  SmtpSession.of({ id, state: Effect.sync(current) })
+const noTranscript: Effect.Effect<ReadonlyArray<TranscriptLine>> = Effect.succeed([])
+
+export const make = (id: string, current: () => State, transcript?: ReadonlyArray<TranscriptLine>): SmtpSession["Service"] =>
+  SmtpSession.of({ id, state: Effect.sync(current), transcript: transcript === undefined ? noTranscript : Effect.sync(() => transcript.slice()) })

@@ -21,6 +21,7 @@ import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as SmtpSession from "../../services/SmtpSession.ts"
 import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Connection } from "./Hooks.ts"
+import type { Seen } from "./Telemetry.ts"
 
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
 export interface Transaction<Cs, Ts, R> {
@@ -43,6 +44,11 @@ export interface PhaseHost {
   inData: boolean
   /** The log annotations of each phase's runs, made at the first (and again once XCLIENT changed the client). */
   annotations: { [P in Phase]?: Readonly<Record<string, unknown>> }
+  readonly connection: Connection
+  /** What telemetry keeps of the connection. */
+  readonly seen: Seen
+  readonly started: number
+  readonly messages: number
 }
 
 /** What the deadlines of a connection need. */

@@ -5,6 +5,8 @@
  * position for position (test/data-reader.test.ts compares the two); only the
  * search is different: line-leading dots are found with `indexOf`.
  */
+import type { Writable } from "node:stream"
+
 const CR = 0x0d
 const LF = 0x0a
 const DOT = 0x2e
@@ -59,4 +61,15 @@ export const scan = (chunk: Buffer): Scanned => {
   const kept = tail.length < 4 ? tail : tail.subarray(tail.length - 4)
   if (tail.length > kept.length) parts.push(tail.subarray(0, tail.length - kept.length))
   return { content: join(parts), rest: undefined, kept }
+}
+
+/** Runs `done` once `stream` drains, or closes: a stream the app destroys never drains. */
+export const whenDrained = (stream: Writable, done: () => void): void => {
+  const resume = () => {
+    stream.off("drain", resume)
+    stream.off("close", resume)
+    done()
+  }
+  stream.once("drain", resume)
+  stream.once("close", resume)
 }

@@ -23,12 +23,12 @@ import { SmtpConfigError, type Settings } from "../../layers/SmtpServerConfig.ts
 import * as Alarm from "../Alarm.ts"
 import { type ConnectionRecord, isBusy, Registry } from "./Connections.ts"
 import { Deadlines } from "./Deadlines.ts"
-import * as Logging from "./Logging.ts"
 import { PhaseRunner } from "./PhaseRunner.ts"
 import { Phases } from "./Phases.ts"
 import { type Observer, SessionState } from "./SessionState.ts"
 import type * as Hooks from "./Hooks.ts"
 import * as SmtpServerHooks from "./SmtpServerHooks.ts"
+import { Telemetry } from "./Telemetry.ts"
 import { versionError } from "./SmtpServerVersion.ts"
 
 /** How long a refused connection may stay open while its refusal is read. */
@@ -63,7 +63,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
   }
   const services = yield* Effect.context<R>()
   const run = Effect.runForkWith(services)
-  const logging = Logging.make(services, run)
+  const telemetry = new Telemetry(services, settings, run)
+  const logging = telemetry.logging
   // Every deadline of the engine (handlers, command lines, messages, TLS handshakes, unread replies).
   const alarm = yield* Alarm.make(run)
   const deadlines = new Deadlines(alarm, settings)
@@ -75,7 +76,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
     if (record === undefined) throw new Error(`no connection for session ${session.id}`)
     return record
   }
-  const runner = new PhaseRunner(services, settings.phaseTimeouts, alarm, logging)
+  const runner = new PhaseRunner(services, settings.phaseTimeouts, alarm, telemetry)
   // Reverse lookups go through the app's `Dns` service where it provides one (a test's), otherwise Node's resolver.
   const dns = settings.reverseLookup
     ? Option.getOrUndefined(Context.getOption(services, Dns.Dns)) ?? (yield* Effect.orDie(NodeDns.make()))
@@ -87,7 +88,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
       Effect.map(Option.map((names) => record.connection.named(Host.toRelative(names[0])))),
       Effect.ignore
     )
-  const phases = new Phases({ app, lookup, settings, runner, state, registry, deadlines, logging, recordOf, run, observer })
+  const phases = new Phases({ app, lookup, settings, runner, state, registry, deadlines, telemetry, recordOf, run, observer })
   let shuttingDown = false
 
   const disabled = [
@@ -98,14 +99,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
 
   // A client that leaves its replies unread past writeStallTimeout.
   const stalled = (record: ConnectionRecord<Cs, Ts, R>): void => {
-    logging.warning(record.session, "client left its replies unread, disconnecting")
+    logging.warning("client left its replies unread, disconnecting", { sessionId: record.session.id, remoteAddress: record.session.remoteAddress })
     record.connection.socket.destroy()
   }
 
   const hooks: Hooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
     admit: (client) => registry.limitFor(client),
     refused: (socket, client, rejection) => {
-      logging.smtpServer.info({ host: client, tnx: "refused" }, "refused %s: %s", client, rejection.message)
+      telemetry.refused(client, rejection)
       socket.on("error", () => undefined)
       // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
       socket.resume()
@@ -115,22 +116,23 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
     },
     count: (client, kind) => registry.count(client, kind === "connection"),
     opened: (connection) => {
-      const record = state.open(connection, shuttingDown)
+      const record = state.open(connection, shuttingDown, telemetry.connection())
       registry.open.add(record)
       records.set(connection.session, record)
+      telemetry.opened(record)
       return record
     },
     rules: settings,
     draining: (record) => record.draining,
     disabledCommands: (secure) => secure || settings.allowInsecureAuth ? disabled : disabledBeforeTls,
     lineOpen: (record, open) => deadlines.line(record, open),
-    replied: (record, code, text, verb) => {
+    received: (record, line) => telemetry.received(record, line),
+    replied: (record, code, enhanced, text, verb) => {
       const connection = record.connection
       // Counted as smtp-server's session does not: transactions when they start, messages when they are accepted.
       if (code === 250 && verb === "MAIL") record.started++
       else if (code === 250 && verb === "DATA") record.messages++
-      // An answer to a client that has gone (its handler interrupted) is not a rejection worth a log line.
-      if (code >= 400 && !connection.ended) logging.rejection(record.session, code, text)
+      telemetry.replied(record, code, enhanced, text, verb)
       deadlines.replies(record, stalled)
       // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
       const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
@@ -176,7 +178,8 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
     }),
     logger: logging.smtpServer,
     onConnect: phases.connect,
-    ...(app.secure.length > 0 ? { onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: Hooks.ReplyError | null) => void) => phases.secure(session, done) } : {}),
+    // Always: every TLS session is counted, with secure middleware or without.
+    onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: Hooks.ReplyError | null) => void) => phases.secure(session, done),
     ...(app.auth.length > 0 ? { onAuth: phases.auth } : {}),
     // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
     ...(app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0 ? { onMailFrom: phases.mailFrom, onRcptTo: phases.rcptTo } : {}),
@@ -186,7 +189,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
   }
   const server = SmtpServerHooks.make(options, hooks)
   // Without a listener, an 'error' event would end the process.
-  server.on("error", (error) => logging.smtpServer.warn({}, "smtp-server: %s", error.message))
+  server.on("error", (error) => logging.smtpServer.warn({ err: error }, "smtp-server: %s", error.message))
 
   const live = function*() {
     for (const record of registry.open) if (!record.connection.ended) yield record

@@ -41,6 +41,8 @@ export interface Connection {
   acceptWith(reply: SmtpReply, accept: () => void): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
+  /** The command line being handled, credentials redacted (as smtp-server's own log has it). */
+  readonly command: string
   /** The socket smtp-server reads and writes now (the TLS one after STARTTLS). */
   readonly socket: Duplex
 }
@@ -77,13 +79,17 @@ export interface Hooks<C> {
   readonly disabledCommands: (secure: boolean) => Array<string>
   /** A read ended inside a command line (`true`), or a line was completed or the connection closed. */
   readonly lineOpen: (record: C, open: boolean) => void
-  /** A reply was written. */
   /** An XCLIENT with ADDR is about to hand the session to the client behind a proxy. */
   readonly handingOver: (record: C) => void
   /** After an XCLIENT, and whether it handed the session over (with a NAME or without): a rejection for the client, or none. */
   readonly proxied: (record: C, handover: "none" | "named" | "unnamed", answer: (rejection: Reject.SmtpRejection | undefined) => void) => void
-  /** A reply was sent to the command `verb` (`DATA` for the reply to the message too). */
-  readonly replied: (record: C, code: number, text: string, verb: string) => void
+  /** A command line was read (credentials redacted). */
+  readonly received: (record: C, line: string) => void
+  /**
+   * A reply was sent to the command `verb` (`DATA` for the reply to the message too): its code, the enhanced code
+   * smtp-server put after it ("" for none) and its text (a line, or the lines of a multi-line reply).
+   */
+  readonly replied: (record: C, code: number, enhanced: string, text: string | ReadonlyArray<string>, verb: string) => void
   /** The connection starts STARTTLS. */
   readonly upgrading: (record: C) => void
   /** Arms the deadline of a TLS handshake. */

@@ -1,8 +1,10 @@
 /**
- * The engine's log lines, through Effect's logger: smtp-server's own messages
- * at levels that keep per-command chatter out of Info, one line per rejected
- * command, and handler defects. The levels below the minimum are decided once,
- * when the server is built: a disabled level costs a call to an empty function.
+ * The engine's log lines, through Effect's logger: one message per line, its
+ * facts as annotations (so a logfmt or JSON line has one `message` key), and
+ * smtp-server's own messages at levels that keep per-command chatter out of
+ * Info. A client that resets its connection is Debug: it is what clients do.
+ * The levels below the minimum are decided once, when the server is built: a
+ * disabled line costs a call to an empty function.
  */
 import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -11,8 +13,6 @@ import type * as Fiber from "effect/Fiber"
 import * as LogLevel from "effect/LogLevel"
 import * as References from "effect/References"
 import { format } from "node:util"
-import type { SMTPServerSession } from "smtp-server"
-import type { Phase } from "../../phases/SmtpApp.ts"
 
 /** smtp-server's levels, as Effect's. */
 const smtpServerLevels = {
@@ -24,36 +24,65 @@ const smtpServerLevels = {
   fatal: "Error"
 } as const satisfies Record<string, LogLevel.Severity>
 
+/** Socket errors that mean the client went away: no fault of the server's, and no news. */
+const CLIENT_GONE: ReadonlySet<unknown> = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"])
+
+/** The error is a client leaving abruptly. */
+export const isClientGone = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "code" in error && CLIENT_GONE.has(error.code)
+
+/** A line's facts: log annotations. */
+export type Fields = Readonly<Record<string, string | number | boolean | undefined>>
+
 /** A bunyan-style log method, as smtp-server calls it: a data object and a printf-style message, or the message alone. */
 type LogFunction = (data?: Record<string, unknown> | string, template?: string, ...args: ReadonlyArray<unknown>) => void
 
-const ignore: LogFunction = () => undefined
+type Line = (message: string, fields: Fields) => void
+
+const ignore = () => undefined
+
+/** The facts that are set. */
+const defined = (fields: Fields): Record<string, string | number | boolean> => {
+  const set: Record<string, string | number | boolean> = {}
+  for (const key in fields) {
+    const value = fields[key]
+    if (value !== undefined) set[key] = value
+  }
+  return set
+}
+
+/** The facts of one of the engine's lines, which say it is the engine's. */
+const engineFields = (fields: Fields) => ({ component: "effect-smtp", ...defined(fields) })
 
 /** Logging for an engine whose fibers `run` starts with the app's services. */
 export const make = (services: Context.Context<never>, run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>) => {
   const minimum = Context.get(services, References.MinimumLogLevel)
   const enabled = (level: LogLevel.Severity) => !LogLevel.isLessThan(level, minimum)
 
-  const smtpServerLine = (level: LogLevel.Severity): LogFunction =>
-    enabled(level)
+  const line = (level: LogLevel.Severity): Line =>
+    enabled(level) ? (message, fields) => void run(Effect.annotateLogs(Effect.logWithLevel(level)(message), engineFields(fields))) : ignore
+
+  const smtpServerLine = (level: LogLevel.Severity): LogFunction => {
+    const quiet = enabled("Debug")
+    return enabled(level) || (level === "Warn" && quiet)
       ? (data, template, ...args) => {
         if (typeof data === "string") return smtpServerLine(level)({}, data, template, ...args)
         const fields = data ?? {}
-        run(Effect.logWithLevel(level)(format(template ?? "", ...args)).pipe(
-          Effect.annotateLogs({
+        const at = level === "Warn" && isClientGone(fields["err"]) ? "Debug" : level
+        if (!enabled(at)) return
+        run(Effect.logWithLevel(at)(format(template ?? "", ...args)).pipe(
+          Effect.annotateLogs(defined({
             component: "smtp-server",
-            ...(typeof fields["cid"] === "string" ? { sessionId: fields["cid"] } : {}),
-            ...(typeof fields["host"] === "string" ? { remoteAddress: fields["host"] } : {}),
-            ...(typeof fields["tnx"] === "string" ? { tnx: fields["tnx"] } : {})
-          })
+            sessionId: typeof fields["cid"] === "string" ? fields["cid"] : undefined,
+            remoteAddress: typeof fields["host"] === "string" ? fields["host"] : undefined,
+            tnx: typeof fields["tnx"] === "string" ? fields["tnx"] : undefined
+          }))
         ))
       }
       : ignore
+  }
 
-  const onSession = (session: SMTPServerSession, effect: Effect.Effect<void>): void =>
-    void run(Effect.annotateLogs(effect, { sessionId: session.id, remoteAddress: session.remoteAddress }))
-
-  const infoEnabled = enabled("Info")
+  const errorLine = enabled("Error")
   return {
     /** smtp-server's logger. */
     smtpServer: {
@@ -64,15 +93,13 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
       error: smtpServerLine(smtpServerLevels.error),
       fatal: smtpServerLine(smtpServerLevels.fatal)
     },
-    /** A rejected command, whoever rejected it (a handler, the engine or smtp-server). */
-    rejection: (session: SMTPServerSession, code: number, reply: string): void => {
-      if (infoEnabled) onSession(session, Effect.logInfo("rejected", { code, reply }))
-    },
-    /** A handler failed with a defect. */
-    defect: (session: SMTPServerSession, phase: Phase, cause: Cause.Cause<unknown>): void =>
-      onSession(session, Effect.logError("handler failed", cause).pipe(Effect.annotateLogs("phase", phase))),
-    /** A warning about a connection. */
-    warning: (session: SMTPServerSession, message: string): void => onSession(session, Effect.logWarning(message))
+    debug: line("Debug"),
+    info: line("Info"),
+    warning: line("Warn"),
+    /** A line with the Cause of a failure. */
+    error: (message: string, cause: Cause.Cause<unknown>, fields: Fields): void => {
+      if (errorLine) run(Effect.annotateLogs(Effect.logError(message, cause), engineFields(fields)))
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
+import * as Tracer from "effect/Tracer"
 import * as Result from "effect/Result"
 import type { SmtpReply } from "../../phases/Accept.ts"
 import type { DataError } from "../../phases/Middleware.ts"
@@ -25,7 +26,7 @@ import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as Alarm from "../Alarm.ts"
 import { PhaseRun, type Run } from "../MiddlewareChain.ts"
 import type { PhaseHost } from "./Connections.ts"
-import type { Logging } from "./Logging.ts"
+import { phaseNames, type Telemetry } from "./Telemetry.ts"
 import type { ReplyError } from "./Hooks.ts"
 
 /** The services a phase runs with: here already, or the Effect that builds them first. */
@@ -62,15 +63,15 @@ export class PhaseRunner<R> {
   private readonly services: Context.Context<R>
   private readonly timeouts: Readonly<Record<Phase, Duration.Duration>>
   private readonly alarm: Alarm.Alarm
-  private readonly logging: Logging
+  private readonly telemetry: Telemetry
   /** Per phase, the services the phase adds to the app's: the same for every run of it. */
   private readonly keys = new Map<Phase, ReadonlyArray<Context.Key<unknown, unknown>>>()
 
-  constructor(services: Context.Context<R>, timeouts: Readonly<Record<Phase, Duration.Duration>>, alarm: Alarm.Alarm, logging: Logging) {
+  constructor(services: Context.Context<R>, timeouts: Readonly<Record<Phase, Duration.Duration>>, alarm: Alarm.Alarm, telemetry: Telemetry) {
     this.services = services
     this.timeouts = timeouts
     this.alarm = alarm
-    this.logging = logging
+    this.telemetry = telemetry
   }
 
   private keysOf(phase: Phase, inputs: Context.Context<never>): ReadonlyArray<Context.Key<unknown, unknown>> {
@@ -89,7 +90,7 @@ export class PhaseRunner<R> {
       ...Context.get(context, References.CurrentLogAnnotations),
       sessionId: record.session.id,
       remoteAddress: record.session.remoteAddress,
-      phase
+      phase: phaseNames[phase]
     })
   }
 
@@ -102,7 +103,9 @@ export class PhaseRunner<R> {
       : Context.add(inputs, References.CurrentLogAnnotations, annotations)
     record.annotations[phase] ??= Context.get(annotated, References.CurrentLogAnnotations)
     run.keys = this.keysOf(phase, inputs)
-    const context = Context.add(annotated, PhaseRun, run)
+    // The phase's span, when tracing: the middleware's own spans nest under it.
+    const span = record.seen.phaseSpan
+    const context = Context.add(span === undefined ? annotated : Context.add(annotated, Tracer.ParentSpan, span), PhaseRun, run)
     run.context = context
     return context
   }
@@ -121,22 +124,28 @@ export class PhaseRunner<R> {
   ): Fiber.Fiber<A, E | Reject.SmtpRejection> | undefined {
     record.snapshot = undefined
     const run = newRun()
+    const start = this.telemetry.started(record, phase)
     const fiber = Effect.isEffect(inputs)
       ? Effect.runForkWith(this.annotated(record, phase, this.services))(
         Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready, run)))
       )
       : Effect.runForkWith(this.context(record, phase, inputs, run))(body)
     let timedOut = false
-    const settle = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
+    const decide = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
       if (timedOut) return answer(Exit.fail(Reject.timedOut), undefined)
       if (Exit.isFailure(exit)) {
         const defect = Cause.findDefect(exit.cause)
         if (Result.isSuccess(defect)) {
-          this.logging.defect(record.session, phase, Cause.die(defect.success))
+          this.telemetry.defect(record, phase, Cause.die(defect.success))
           return answer(Exit.fail(Reject.internalError), undefined)
         }
       }
       answer(exit, run.reply)
+    }
+    const settle = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
+      this.telemetry.settled(record, phase, start, exit)
+      decide(exit)
+      this.telemetry.finished(record, phase, exit)
     }
     const now = fiber.pollUnsafe()
     if (now !== undefined) return void settle(now)

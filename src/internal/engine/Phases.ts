@@ -33,7 +33,7 @@ import * as MessageGuard from "../MessageGuard.ts"
 import { compose, composeAll, endOfAuth } from "../MiddlewareChain.ts"
 import type { ConnectionRecord, Registry, Transaction } from "./Connections.ts"
 import type { Deadlines } from "./Deadlines.ts"
-import type { Logging } from "./Logging.ts"
+import type { Telemetry } from "./Telemetry.ts"
 import { ownRejection, type PhaseRunner, rejectionFor, replyError, replyFor, replyTo } from "./PhaseRunner.ts"
 import { type Observer, type SessionState, snapshot } from "./SessionState.ts"
 import type { ReplyError } from "./Hooks.ts"
@@ -63,7 +63,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
   private readonly state: SessionState<Cs, Ts, R>
   private readonly registry: Registry<Cs, Ts, R>
   private readonly deadlines: Deadlines
-  private readonly logging: Logging
+  private readonly telemetry: Telemetry
   private readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
   private readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
   private readonly observer: Observer | undefined
@@ -79,7 +79,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     readonly state: SessionState<Cs, Ts, R>
     readonly registry: Registry<Cs, Ts, R>
     readonly deadlines: Deadlines
-    readonly logging: Logging
+    readonly telemetry: Telemetry
     readonly recordOf: (session: SMTPServerSession) => ConnectionRecord<Cs, Ts, R>
     readonly run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
     readonly observer: Observer | undefined
@@ -91,7 +91,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     this.state = deps.state
     this.registry = deps.registry
     this.deadlines = deps.deadlines
-    this.logging = deps.logging
+    this.telemetry = deps.telemetry
     this.recordOf = deps.recordOf
     this.run = deps.run
     this.observer = deps.observer
@@ -130,8 +130,11 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
 
   /** Answers smtp-server: with the failure's reply, or accepting, in the words a middleware chose (`Accept`). */
   private answer(record: ConnectionRecord<Cs, Ts, R>, done: Done) {
-    return (exit: Exit.Exit<unknown, DataError>, reply: SmtpReply | undefined): void =>
-      Exit.isSuccess(exit) && reply !== undefined ? record.connection.acceptWith(reply, () => done(null)) : replyTo(done)(exit)
+    return (exit: Exit.Exit<unknown, DataError>, reply: SmtpReply | undefined): void => {
+      if (Exit.isFailure(exit) || reply === undefined) return replyTo(done)(exit)
+      record.seen.queueId = reply.queueId
+      record.connection.acceptWith(reply, () => done(null))
+    }
   }
 
   /** Looks up the client's name (with `reverseLookup`), builds the connection state and runs the connect chain. */
@@ -152,7 +155,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     session: { readonly id: string; readonly remoteAddress: string } = record.session
   ): Effect.Effect<void> => {
     if (this.app.close.length === 0 || state === undefined) return Effect.void
-    return Effect.setContext(this.chains.close, this.runner.context(record, "close", state)).pipe(
+    const close = () => Effect.setContext(this.chains.close, this.runner.context(record, "close", state))
+    return this.telemetry.traced(record, "close", close).pipe(
       Effect.timeoutOrElse({ duration: this.settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
       Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
       Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
@@ -209,6 +213,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {
     const record = this.recordOf(session)
+    this.telemetry.secured(record)
+    if (this.app.secure.length === 0) return done(null)
     const tls = snapshot(record).tls
     const inputs = record.state === undefined || Option.isNone(tls)
       ? Effect.fail(Reject.internalError)
@@ -221,10 +227,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     return Effect.suspend(() => {
       const failures = ++record.authFailures
       const verdict = failures >= this.settings.maxAuthFailures ? Reject.tooManyAuthFailures : rejection
-      return Effect.logWarning("authentication failed", { username, failures, code: verdict.code }).pipe(
-        Effect.andThen(Effect.sleep(Duration.times(this.settings.authFailureDelay, failures))),
-        Effect.andThen(Effect.fail(verdict))
-      )
+      return Effect.andThen(Effect.sleep(Duration.times(this.settings.authFailureDelay, failures)), Effect.fail(verdict))
     })
   }
 
@@ -242,16 +245,14 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       return void setImmediate(done, replyError(Reject.unknownAuthMechanism))
     }
     const username = auth.username ?? ""
+    record.seen.attempt = username
     const credentials = Credentials.of({ method, username, password: Redacted.make(auth.password ?? "") })
     const state = record.state
     this.runner.run(
       record,
       "auth",
       state === undefined ? Effect.fail(Reject.internalError) : Context.add(state, Credentials, credentials),
-      this.chains.auth.pipe(
-        Effect.tap(() => Effect.logInfo("authenticated", { username })),
-        Effect.catch((rejection) => this.authFailed(record, username, rejection))
-      ),
+      Effect.catch(this.chains.auth, (rejection) => this.authFailed(record, username, rejection)),
       (exit) => {
         if (Exit.isFailure(exit)) return done(replyFor(exit.cause))
         if (record.state !== undefined) {
@@ -306,7 +307,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       // A message that arrived whole is not late, however long its handler takes to read it.
       if (stream.writableEnded) return
       record.connection.refuse(Reject.dataTimedOut)
-      this.logging.warning(session, "message not received in time")
+      this.telemetry.logging.warning("message not received in time", { sessionId: session.id, remoteAddress: session.remoteAddress })
     })
     stream.once("end", cancel)
     stream.once("close", cancel)
@@ -319,11 +320,17 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       MessageBody.drain(stream, guard, () => {
         record.inData = false
         record.delivering = undefined
-        // A message that did not arrive whole (the client left, a timeout) is never accepted, whatever was decided.
-        if (!stream.writableEnded) done(replyError(Reject.readFailed))
-        else if (stream.sizeExceeded) done(replyError(ownRejection(exit, guard.verdict) ?? Reject.tooBig))
-        else if (guard.verdict !== undefined) done(replyError(guard.verdict))
-        else this.answer(record, done)(exit, reply)
+        this.telemetry.message(record, stream.byteLength)
+        const own = ownRejection(exit, guard.verdict)
+        const verdict = !stream.writableEnded
+          // A message that did not arrive whole (the client left, a timeout) is never accepted, whatever was decided.
+          ? Reject.readFailed
+          : stream.sizeExceeded
+          ? own ?? Reject.tooBig
+          : guard.verdict
+        if (verdict === undefined) return this.answer(record, done)(exit, reply)
+        record.seen.by = verdict === own ? "app" : "engine"
+        done(replyError(verdict))
       })
     // Without data middleware, the message only passes the guard and the size limit: no transaction, no fiber.
     if (this.app.data.length === 0) return answer(Exit.void, undefined)
@@ -383,6 +390,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       Effect.ensuring(Scope.close(record.scope, Exit.void)),
       Effect.ensuring(Effect.sync(() => {
         this.observer?.sessionEnded(session.id, snapshot(record), record.state)
+        this.telemetry.closed(record)
         this.registry.closed(record)
       }))
     )

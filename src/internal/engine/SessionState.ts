@@ -26,6 +26,7 @@ import * as SmtpSession from "../../services/SmtpSession.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { ConnectionRecord, Transaction } from "./Connections.ts"
 import type { Connection } from "./Hooks.ts"
+import type { Seen } from "./Telemetry.ts"
 
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
@@ -149,15 +150,15 @@ export class SessionState<Cs, Ts, R> {
   }
 
   /** A new connection's record; without connection state, its state is there at once. */
-  open(connection: Connection, draining: boolean): ConnectionRecord<Cs, Ts, R> {
+  open(connection: Connection, draining: boolean, seen: Seen): ConnectionRecord<Cs, Ts, R> {
     const session = connection.session
+    const current = SmtpSession.make(session.id, () => record.snapshot ??= snapshot(record), seen.transcript)
     const record: ConnectionRecord<Cs, Ts, R> = {
       connection,
       session,
+      seen,
       scope: Scope.forkUnsafe(this.serverScope),
-      base: Context.add(this.services, SmtpSession.SmtpSession, SmtpSession.make(session.id, () => record.snapshot ??= snapshot(record))).pipe(
-        Context.add(PhaseReply, phaseReply)
-      ),
+      base: Context.add(this.services, SmtpSession.SmtpSession, current).pipe(Context.add(PhaseReply, phaseReply)),
       snapshot: undefined,
       fibers: new Set(),
       connected: false,

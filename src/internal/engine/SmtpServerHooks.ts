@@ -30,7 +30,8 @@ const internals = {
     fields: ["server", "options", "connections", "logger", "_pendingSockets"]
   },
   SMTPConnection: {
-    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting", "handler_XCLIENT", "_proxyCommandAllowed"],
+    methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting",
+      "handler_XCLIENT", "_proxyCommandAllowed", "_redactCredentials", "_getEnhancedStatusCode"],
     fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand", "clientHostname"]
   },
   SMTPStream: {
@@ -119,14 +120,7 @@ export class CommandParser extends SMTPStream {
     if (content === undefined || dataStream === null || !dataStream.writable || dataStream.write(content) || dataStream.destroyed) {
       return done()
     }
-    // A stream the app destroys never drains, it only closes.
-    const resume = () => {
-      dataStream.off("drain", resume)
-      dataStream.off("close", resume)
-      done()
-    }
-    dataStream.once("drain", resume)
-    dataStream.once("close", resume)
+    DataInput.whenDrained(dataStream, done)
   }
 
   override continue(): void {
@@ -150,7 +144,8 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   readonly client: string
   private readonly release: () => void
   private greeted = false
-  /** The verb of the command being handled ("" in an AUTH exchange). */
+  /** The command line being handled, credentials redacted, and its verb ("" in an AUTH exchange). */
+  command = ""
   private verb = ""
   /** The reply to send in place of smtp-server's next 250, while `acceptWith` runs. */
   private accepted: SmtpReply | undefined = undefined
@@ -209,6 +204,11 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
       return void setImmediate(() => this.ended || this._onCommand(command, callback))
     }
     this.waited = false
+    const line = command.toString()
+    const name = line.split(" ", 1)[0]!.toUpperCase()
+    this.command = this._redactCredentials(name, line).line
+    this.verb = verdict._tag === "Pass" ? verdict.verb : this.saslResponse ? "" : name
+    this.hooks.received(this.record, this.command)
     if (verdict._tag === "Refuse") return this.refuse(verdict.rejection)
     if (verdict.junk) this.junkCommands++
     if (verdict._tag === "Reject") {
@@ -217,7 +217,6 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
       if (callback !== undefined) setImmediate(callback)
       return
     }
-    this.verb = verdict.verb
     // AUTH is neither offered nor accepted before TLS (unless insecure AUTH is explicitly allowed).
     this.session.disabledCommands = this.hooks.disabledCommands(this.secure)
     super._onCommand(command, callback)
@@ -238,7 +237,7 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     }
     // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
     super.send(code, data, own ? false : context)
-    this.hooks.replied(this.record, code, typeof data === "string" ? data : String(data), this.verb)
+    this.hooks.replied(this.record, code, this._getEnhancedStatusCode(code, own ? false : context), data ?? "", this.verb)
     if (code === 421 && own) this.close()
   }
 

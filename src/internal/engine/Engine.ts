@@ -119,7 +119,6 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
       const record = state.open(connection, shuttingDown, telemetry.connection())
       registry.open.add(record)
       records.set(connection.session, record)
-      telemetry.opened(record)
       return record
     },
     rules: settings,

@@ -26,7 +26,8 @@ import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as Alarm from "../Alarm.ts"
 import { PhaseRun, type Run } from "../MiddlewareChain.ts"
 import type { PhaseHost } from "./Connections.ts"
-import { phaseNames, type Telemetry } from "./Telemetry.ts"
+import { phaseNames } from "./Facts.ts"
+import type { Telemetry } from "./Telemetry.ts"
 import type { ReplyError } from "./Hooks.ts"
 
 /** The services a phase runs with: here already, or the Effect that builds them first. */

@@ -141,6 +141,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
   readonly connect = (session: SMTPServerSession, done: Done): void => {
     const record = this.recordOf(session)
     record.connected = true
+    this.telemetry.opened(record)
     const lookup = this.lookup
     if (lookup === undefined && record.state !== undefined && this.app.connect.length === 0) return done(null)
     const state = record.state ?? this.state.build(record)

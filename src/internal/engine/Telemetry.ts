@@ -25,55 +25,8 @@ import type * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
 import type { TranscriptLine } from "../../services/SmtpSession.ts"
 import type { Connection } from "./Hooks.ts"
+import { addressIn, ENHANCED, heloOf, phaseNames, phaseOfVerb, replyLine, tlsOf, userOf } from "./Facts.ts"
 import * as Logging from "./Logging.ts"
-
-/** The phases as metrics, spans and log lines name them. */
-export const phaseNames: Readonly<Record<Phase, SmtpMetrics.PhaseName>> = {
-  connect: "connect",
-  secure: "secure",
-  auth: "auth",
-  mailFrom: "mail_from",
-  rcptTo: "rcpt_to",
-  data: "data",
-  close: "close"
-}
-
-/** The phase a command belongs to, when no phase run says. */
-const phaseOfVerb = (verb: string, command: string): SmtpMetrics.PhaseName => {
-  switch (verb) {
-    case "MAIL":
-      return "mail_from"
-    case "RCPT":
-      return "rcpt_to"
-    case "DATA":
-    case "BDAT":
-      return "data"
-    case "AUTH":
-      return "auth"
-    case "STARTTLS":
-      return "secure"
-    case "XCLIENT":
-      return "connect"
-    // No verb: before the first command (the greeting), or a response within an AUTH exchange.
-    case "":
-      return command === "" ? "connect" : "auth"
-    default:
-      return "command"
-  }
-}
-
-/** The enhanced code a reply's own text starts with. */
-const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3}) /
-
-/** A reply as the client read it (without the last CRLF): a multi-line one's lines joined with CRLF. */
-const replyLine = (code: number, enhanced: string, text: string | ReadonlyArray<string>): string => {
-  const lines = typeof text === "string" ? [text] : text
-  const prefix = enhanced === "" ? "" : `${enhanced} `
-  return lines.map((line, i) => `${code}${i < lines.length - 1 ? "-" : " "}${prefix}${line}`).join("\r\n").trimEnd()
-}
-
-/** The address in a MAIL or RCPT command line, `<>` being "". */
-const addressIn = (command: string): string | undefined => /<([^>]*)>/.exec(command)?.[1]
 
 /** A failed reply, as a span's exit sees it. */
 class SmtpReplyError extends Error {
@@ -82,7 +35,8 @@ class SmtpReplyError extends Error {
 
 /** What telemetry keeps for a connection. */
 export interface Seen {
-  readonly openedAt: number
+  /** When smtp-server made the connection ready for its greeting (a port probe gone before never is). */
+  openedAt: number | undefined
   /** The connection's span, when tracing. */
   span: Tracer.Span | undefined
   /** The span of the phase being run and answered, when tracing. */
@@ -114,9 +68,6 @@ export interface Observed {
 /** A run of a phase: when it started (for its duration), or -1 without metrics. */
 export type RunStart = number
 
-const tlsOf = (session: SMTPServerSession): string => session.tlsOptions ? session.tlsOptions.version ?? "TLS" : "none"
-const userOf = (session: SMTPServerSession): string | undefined => typeof session.user === "string" ? session.user : undefined
-const heloOf = (session: SMTPServerSession): string | undefined => session.hostNameAppearsAs || undefined
 
 /** The engine's telemetry, with the app's services (its logger, metric registry and tracer). */
 export class Telemetry {
@@ -139,7 +90,7 @@ export class Telemetry {
   /** A new connection's telemetry state. */
   connection(): Seen {
     return {
-      openedAt: Date.now(),
+      openedAt: undefined,
       span: undefined,
       phaseSpan: undefined,
       phase: undefined,
@@ -181,8 +132,10 @@ export class Telemetry {
     return { sessionId: session.id, remoteAddress: session.remoteAddress }
   }
 
+  /** The connection is ready for its greeting: its addresses are known. */
   opened(record: Observed): void {
     const session = record.session
+    record.seen.openedAt = Date.now()
     this.count(SmtpMetrics.connectionsOpened)
     if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(1, this.metrics)
     record.seen.span = this.span("smtp.connection", undefined, {
@@ -321,14 +274,16 @@ export class Telemetry {
     if (phase === "auth" && code !== 421) this.count(SmtpMetrics.authAttempts("failure"))
     // An answer to a client that has gone (its handler interrupted) is not a rejection worth a line.
     if (record.connection.ended && code !== 421) return
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : verb === "MAIL" ? addressIn(command) : undefined
+    // smtp-server makes the envelope when the connection is ready: a refusal can come before.
+    const envelope: SMTPServerSession["envelope"] | undefined = session.envelope
+    const sender = envelope?.mailFrom ? envelope.mailFrom.address : verb === "MAIL" ? addressIn(command) : undefined
     this.logging.info("command rejected", {
       ...this.client(session),
       phase,
       command: verb === "" ? undefined : verb,
       sender,
       recipient: verb === "RCPT" ? addressIn(command) : undefined,
-      recipients: verb === "DATA" ? session.envelope.rcptTo.length : undefined,
+      recipients: verb === "DATA" ? envelope?.rcptTo.length : undefined,
       user: phase === "auth" ? seen.attempt : userOf(session),
       reply,
       code,
@@ -368,6 +323,8 @@ export class Telemetry {
   closed(record: Observed): void {
     const session = record.session
     const seen = record.seen
+    const openedAt = seen.openedAt
+    if (openedAt === undefined) return
     if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(-1, this.metrics)
     // A phase the client did not wait for.
     this.end(seen.phaseSpan, Exit.interrupt())
@@ -384,7 +341,7 @@ export class Telemetry {
     }
     this.logging.info("connection closed", {
       ...this.client(session),
-      durationMs: Date.now() - seen.openedAt,
+      durationMs: Date.now() - openedAt,
       transactions: record.started,
       messages: record.messages,
       bytes: seen.bytes,

@@ -18,6 +18,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SettingsReader from "../internal/SettingsReader.ts"
 import * as Maildir from "../layers/Maildir.ts"
+import * as Observability from "./Observability.ts"
 import { SmtpListenError, SmtpServer } from "../layers/SmtpServer.ts"
 import * as SmtpServerConfig from "../layers/SmtpServerConfig.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
@@ -55,7 +56,21 @@ export const CommandSettings = Schema.Struct({
     Schema.Array(UserPassword),
     [],
     "`user:password` pairs; when set, mail only from authenticated sessions (`530 5.7.0`), failed logins `535 5.7.8`"
-  )
+  ),
+  logFormat: SettingsReader.setting(
+    Schema.Literals(Observability.logFormats),
+    "logfmt",
+    "log lines as `logfmt`, `json` (one object per line, keys in Observability) or `pretty` (for a terminal)"
+  ),
+  logLevel: SettingsReader.setting(
+    Schema.Literals(Observability.logLevels),
+    "info",
+    "lowest level logged: `trace`, `debug`, `info`, `warn`, `error`, `fatal` or `none`"
+  ),
+  metricsPort: Schema.OptionFromOptionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))).annotate({
+    description: "serve the metrics in Prometheus's text format over HTTP on this port, at `/metrics` (none: not served)"
+  }),
+  metricsHost: SettingsReader.setting(SmtpServerConfig.IpAddress, "127.0.0.1", "address the metrics endpoint listens on")
 })
 
 /** The server settings' defaults of this command: a certificate for STARTTLS even when none is configured. */
@@ -97,7 +112,11 @@ const readCommandSettings = Effect.gen(function*() {
     maildir: SettingsReader.field(CommandSettings.fields.maildir, commandVariable("maildir")),
     lineEndings: SettingsReader.field(CommandSettings.fields.lineEndings, commandVariable("lineEndings")),
     domains: SettingsReader.list(commandVariable("domains")),
-    authUsers: SettingsReader.list(commandVariable("authUsers"))
+    authUsers: SettingsReader.list(commandVariable("authUsers")),
+    logFormat: SettingsReader.field(CommandSettings.fields.logFormat, commandVariable("logFormat")),
+    logLevel: SettingsReader.field(CommandSettings.fields.logLevel, commandVariable("logLevel")),
+    metricsPort: SettingsReader.field(CommandSettings.fields.metricsPort, commandVariable("metricsPort")),
+    metricsHost: SettingsReader.field(CommandSettings.fields.metricsHost, commandVariable("metricsHost"))
   }).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
   return yield* SettingsReader.decode(
     CommandSettings,
@@ -123,9 +142,21 @@ const listenFailure = (error: SmtpListenError): string => {
   }
 }
 
-/** Serves until interrupted, after printing the address it listens on. */
+/**
+ * Serves until interrupted, after printing the address it listens on: with the log format and level of the
+ * settings, the metrics endpoint they ask for, and OTLP export where `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+ */
 export const main = Effect.gen(function*() {
   const command = yield* readCommandSettings
+  const otlp = yield* Observability.otlpSettings.pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
+  return yield* serve(command).pipe(
+    Effect.provide(Observability.exporters(otlp, command.metricsPort, command.metricsHost)),
+    Effect.catchTag("ServeError", (error) => Effect.fail(new StartupError({ message: `${commandVariable("metricsPort")}: ${error.message}` }))),
+    Effect.provide(Observability.logging(command.logFormat, command.logLevel))
+  )
+})
+
+const serve = (command: typeof CommandSettings.Type) => Effect.gen(function*() {
   const users = new Map(command.authUsers.map((pair) => {
     const at = pair.indexOf(":")
     return [pair.slice(0, at), Redacted.make(pair.slice(at + 1))] as const

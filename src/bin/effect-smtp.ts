@@ -11,7 +11,6 @@ import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Logger from "effect/Logger"
 import * as MailServer from "./MailServer.ts"
 
 const args = process.argv.slice(2)
@@ -24,7 +23,6 @@ if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
   MailServer.main.pipe(
     Effect.scoped,
     Effect.tapError((error) => Console.error(`effect-smtp: ${error.message}`)),
-    Effect.provide(Logger.layer([Logger.consoleLogFmt])),
     (program) =>
       NodeRuntime.runMain(program, {
         disableErrorReporting: true,

@@ -58,7 +58,8 @@ const Timeout = Schema.Union([
 /** A timeout setting; from a variable it is text with a unit (`30 seconds`), never a bare number. */
 const timeout = (fallback: string, description: string) => SettingsReader.asText(setting(Timeout, fallback, description))
 
-const Host = Schema.String.check(Schema.makeFilter((host: string) => net.isIP(host) !== 0 || "Expected an IP address"))
+/** An IPv4 or IPv6 address. */
+export const IpAddress = Schema.String.check(Schema.makeFilter((host: string) => net.isIP(host) !== 0 || "Expected an IP address"))
 
 const HOST_NAME = /^[A-Za-z0-9.-]{1,253}$/
 
@@ -100,7 +101,7 @@ export const PhaseTimeouts = Schema.Struct({
 
 /** The one definition of every setting: type, default, checks and meaning. */
 export const SettingsSchema = Schema.Struct({
-  host: setting(Host, "127.0.0.1", "listen address (an IP address; `::` or `0.0.0.0` for all)"),
+  host: setting(IpAddress, "127.0.0.1", "listen address (an IP address; `::` or `0.0.0.0` for all)"),
   port: setting(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })), 2525, "listen port (`0` picks a free one)"),
   hostname: setting(
     HostName,
@@ -134,11 +135,11 @@ export const SettingsSchema = Schema.Struct({
   nulBytes: setting(Schema.Literals(["reject", "strip"]), "reject", "NUL bytes in DATA: `reject` (`550 5.6.0`) or `strip`"),
   maxLineLength: setting(Schema.Int.check(Schema.isGreaterThanOrEqualTo(998)), 10_000, "longest DATA line in bytes (`550 5.6.0` past it)"),
   xclientPeers: setting(
-    Schema.Array(Host),
+    Schema.Array(IpAddress),
     [],
     "proxies (IP addresses) allowed XCLIENT: with ADDR, the session starts over for the proxied client (close, then connect middleware)"
   ),
-  xforwardPeers: setting(Schema.Array(Host), [], "proxies (IP addresses) allowed XFORWARD: where a relayed message came from becomes the session's address, for logs and trace fields"),
+  xforwardPeers: setting(Schema.Array(IpAddress), [], "proxies (IP addresses) allowed XFORWARD: where a relayed message came from becomes the session's address, for logs and trace fields"),
   reverseLookup: setting(Schema.Boolean, false, "look up the client's host name by reverse DNS at connect, for `clientHostname` (otherwise `[address]`)"),
   reverseLookupTimeout: timeout("5 seconds", "how long a reverse lookup may take; past it, `clientHostname` is `[address]`"),
   extraMailParameters: setting(

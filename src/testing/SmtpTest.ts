@@ -8,8 +8,9 @@
  * and returns a client on the other. Phase timeouts run on Effect's `Clock`,
  * and so does the idle timer of the in-memory socket: under `it.effect` both
  * fire on `TestClock.adjust`. The server records what the app saw of each
- * connection (its final `SmtpSession` state and its transactions), which the
- * client reads once the connection has closed.
+ * connection (its final `SmtpSession` state, its transactions and its
+ * transcript: the kit turns the `transcript` setting on unless told not to),
+ * which the client reads once the connection has closed.
  */
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -45,15 +46,16 @@ export interface ConnectOptions {
 
 /** Builds the test server into the current scope. */
 const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: SmtpApp<Cs, Ts, R, U>, options: Options = {}) {
-  const settings = yield* resolve(options)
+  const settings = yield* resolve({ transcript: true, ...options })
   const seen = new Map<string, SmtpTestClient.Seen>()
   // What the app saw of each connection, told by the engine itself: the app runs as SmtpServer.layer runs it.
   const engine: SmtpEngine.SmtpEngine = yield* SmtpEngine.make(app, settings, {
     transactionEnded: (id, state) => seen.get(id)?.transactions.push(state),
-    sessionEnded: (id, state, services) => {
+    sessionEnded: (id, state, services, transcript) => {
       const record = seen.get(id)
       if (record === undefined) return
       record.services = services
+      record.transcript = transcript
       Deferred.doneUnsafe(record.session, Exit.succeed(state))
     }
   })
@@ -74,7 +76,7 @@ const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: Smtp
         return yield* new SmtpTestClient.SmtpTestError({ message: "an implicit TLS server takes secure connections only" })
       }
       const id = `test${++opened}`
-      const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), services: undefined, transactions: [] }
+      const record: SmtpTestClient.Seen = { session: Deferred.makeUnsafe(), services: undefined, transactions: [], transcript: [] }
       seen.set(id, record)
       const [client, server] = MemorySocket.pair(clock)
       const socketOptions = {

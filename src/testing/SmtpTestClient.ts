@@ -51,6 +51,8 @@ export interface Seen {
   services: Context.Context<never> | undefined
   /** Every transaction as it ended, in order. */
   readonly transactions: Array<SmtpTransaction.State>
+  /** The session's commands and replies, once it has closed. */
+  transcript: ReadonlyArray<SmtpSession.TranscriptLine>
 }
 
 /** A client on one connection of the test server. */
@@ -96,6 +98,12 @@ export interface SmtpTestClient {
    * connection has closed.
    */
   readonly user: <I, S>(key: Context.Key<I, S>) => Effect.Effect<Option.Option<S>, SmtpTestError>
+  /**
+   * The session's commands and replies as the server saw them (AUTH payloads
+   * redacted, no message bodies): waits until the connection has closed. The
+   * test kit keeps transcripts unless its `transcript` setting is `false`.
+   */
+  readonly transcript: Effect.Effect<ReadonlyArray<SmtpSession.TranscriptLine>, SmtpTestError>
 }
 
 const REPLY_LINE = /^(\d{3})([ -]?)(.*)$/
@@ -289,6 +297,7 @@ export const make = (connection: Connection): Effect.Effect<SmtpTestClient, Smtp
       closed: Effect.ignore(session),
       session,
       transactions: Effect.as(session, connection.seen.transactions),
+      transcript: Effect.map(session, () => connection.seen.transcript),
       user: (key) =>
         Effect.map(session, () => {
           const services = connection.seen.services

@@ -390,8 +390,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       Effect.ensuring(Effect.suspend(() => this.state.endTransaction(record) ?? Effect.void)),
       Effect.ensuring(Scope.close(record.scope, Exit.void)),
       Effect.ensuring(Effect.sync(() => {
-        this.observer?.sessionEnded(session.id, snapshot(record), record.state)
         this.telemetry.closed(record)
+        this.observer?.sessionEnded(session.id, snapshot(record), record.state, record.seen.transcript ?? [])
         this.registry.closed(record)
       }))
     )

@@ -116,8 +116,13 @@ const builtAtOnce = <A, E, R>(built: Effect.Effect<A, E, R>): A | undefined =>
 /** Told what the app saw of each connection and transaction as it ends: the test kit's records. */
 export interface Observer {
   readonly transactionEnded: (sessionId: string, state: SmtpTransaction.State) => void
-  /** After the close phase: the session's last state, and the connection's services as that phase had them. */
-  readonly sessionEnded: (sessionId: string, state: SmtpSession.State, services: Context.Context<never> | undefined) => void
+  /** After the close phase: the session's last state, the connection's services as that phase had them, and its transcript. */
+  readonly sessionEnded: (
+    sessionId: string,
+    state: SmtpSession.State,
+    services: Context.Context<never> | undefined,
+    transcript: ReadonlyArray<SmtpSession.TranscriptLine>
+  ) => void
 }
 
 /** The state of an app's connections and transactions. */

@@ -81,6 +81,10 @@ export class Telemetry {
   constructor(services: Context.Context<never>, settings: Settings, run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>) {
     this.logging = Logging.make(services, run)
     this.metrics = settings.metrics ? services : undefined
+    // The series with a fixed set of labels are there from the start, at zero: a dashboard needs no first event.
+    const counters = [SmtpMetrics.connectionsOpened, SmtpMetrics.messagesAccepted, SmtpMetrics.receivedBytes, SmtpMetrics.connectionsActive]
+    const labelled = [SmtpMetrics.tlsSessions("starttls"), SmtpMetrics.tlsSessions("implicit"), SmtpMetrics.authAttempts("success"), SmtpMetrics.authAttempts("failure")]
+    if (this.metrics !== undefined) for (const metric of [...counters, ...labelled]) metric.modifyUnsafe(0, this.metrics)
     const tracer = Context.get(services, Tracer.Tracer)
     this.tracer = tracer !== Tracer.nativeTracer && Context.get(services, References.TracerEnabled) ? tracer : undefined
     this.clock = Context.get(services, Clock.Clock)

@@ -1,0 +1,419 @@
+/**
+ * What an operator sees: the engine's log lines (captured, and rendered as
+ * logfmt and JSON), the spans of a session (with an in-memory tracer, and
+ * exported over OTLP to a collector on 127.0.0.1), the metrics after a known
+ * sequence of sessions, and the transcript of a session.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Logger, Metric, Redacted, References, Schema, Tracer } from "effect"
+import * as FetchHttpClient from "effect/http/FetchHttpClient"
+import * as OtlpSerialization from "effect/observability/OtlpSerialization"
+import * as OtlpTracer from "effect/observability/OtlpTracer"
+import { createServer, type IncomingMessage } from "node:http"
+import { deliver, MessageStore, RcptTo, Reject, SmtpApp, SmtpMetrics, SmtpServer, SmtpServerConfig, staticUsers } from "../src/index.ts"
+import { SmtpTest } from "../src/testing/index.ts"
+import { fixtureTls, send } from "./support.ts"
+
+const PASSWORD = "s3cret-Pa55word"
+
+/** alice logs in; nobody@x.test is unknown; boom@x.test meets a bug; a sender check has a span of its own; messages are kept. */
+const app = SmtpApp.empty.pipe(
+  SmtpApp.onConnect((next) => next),
+  SmtpApp.onMailFrom((next) => Effect.withSpan(next, "app.check_sender")),
+  SmtpApp.onRcptTo((next) =>
+    Effect.gen(function*() {
+      const { address } = yield* RcptTo
+      if (address === "nobody@x.test") return yield* Reject.permanent(550, "5.1.1", "No such user")
+      if (address === "boom@x.test") return yield* Effect.die(new Error("a bug in a handler"))
+      return yield* next
+    })
+  ),
+  staticUsers(new Map([["alice", Redacted.make(PASSWORD)]])),
+  deliver
+)
+
+const settings = { tls: fixtureTls, hostname: "mx.test", authFailureDelay: "1 millis" } as const
+const server = SmtpTest.layer(app, settings).pipe(Layer.provideMerge(MessageStore.layerMemory))
+
+/** A log line as the engine made it. */
+interface Line {
+  readonly level: string
+  readonly message: unknown
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/** Every line, as data and rendered as logfmt and JSON, from Debug up. */
+const captureLogs = () => {
+  const lines: Array<Line> = []
+  const logfmt: Array<string> = []
+  const json: Array<string> = []
+  const structured = Logger.make(({ fiber, logLevel, message }) =>
+    void lines.push({ level: logLevel, message, annotations: { ...fiber.getRef(References.CurrentLogAnnotations) } })
+  )
+  const loggers = [structured, Logger.map(Logger.formatLogFmt, (line) => void logfmt.push(line)), Logger.map(Logger.formatJson, (line) => void json.push(line))]
+  const engine = (message?: string) =>
+    lines.filter((line) => line.annotations["component"] === "effect-smtp" && (message === undefined || line.message === message || (Array.isArray(line.message) && line.message[0] === message)))
+  return { lines, logfmt, json, engine, layer: Layer.mergeAll(Logger.layer(loggers), Layer.succeed(References.MinimumLogLevel, "Debug")) }
+}
+
+/** Lets the forked log fibers of a closed connection run. */
+const logsSettle = Effect.repeat(Effect.yieldNow, { times: 50 })
+
+const wire = (reply: { readonly code: number; readonly enhanced: string | undefined; readonly lines: ReadonlyArray<string> }) =>
+  [reply.code, reply.enhanced, reply.lines[0]].filter((part) => part !== undefined).join(" ")
+
+describe("log lines", () => {
+  it.live("one per connection, message and rejection: facts as annotations, one message, the reply as the client read it, no secret", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      const unknown = yield* client.command("FOO bar")
+      yield* client.starttls
+      yield* client.ehlo("client.test")
+      const badLogin = yield* client.auth({ method: "PLAIN", username: "alice", password: "wrong" })
+      expect(yield* client.auth({ method: "PLAIN", username: "alice", password: PASSWORD })).toMatchObject({ code: 235 })
+      yield* client.mailFrom("a@x.test")
+      const unknownUser = yield* client.rcptTo("nobody@x.test")
+      yield* client.rcptTo("b@x.test")
+      const accepted = yield* client.data("Subject: hi\r\n\r\nhello\r\n")
+      yield* client.quit
+      yield* client.closed
+      yield* logsSettle
+      const [message] = yield* SmtpTest.messages
+
+      expect(logs.engine("connection opened").map((line) => line.annotations)).toEqual([
+        { component: "effect-smtp", sessionId: "test1", remoteAddress: "192.0.2.1", remotePort: 49152, localPort: 2525 }
+      ])
+      // smtp-server's own reply, with the enhanced code it added; the app's, with the user it was for.
+      expect(unknown).toMatchObject({ code: 500, enhanced: "5.5.2" })
+      expect(badLogin).toMatchObject({ code: 535, enhanced: "5.7.8" })
+      expect(unknownUser).toMatchObject({ code: 550, enhanced: "5.1.1" })
+      expect(logs.engine("command rejected").map((line) => line.annotations)).toEqual([
+        expect.objectContaining({ phase: "command", command: "FOO", reply: wire(unknown), code: 500, enhanced: "5.5.2", by: "engine" }),
+        expect.objectContaining({ phase: "auth", command: "AUTH", user: "alice", reply: wire(badLogin), enhanced: "5.7.8", by: "app" }),
+        expect.objectContaining({
+          phase: "rcpt_to",
+          command: "RCPT",
+          sender: "a@x.test",
+          recipient: "nobody@x.test",
+          user: "alice",
+          reply: wire(unknownUser),
+          code: 550,
+          enhanced: "5.1.1",
+          by: "app"
+        })
+      ])
+      expect(logs.engine("authenticated").map((line) => line.annotations["user"])).toEqual(["alice"])
+      expect(logs.engine("message accepted").map((line) => line.annotations)).toEqual([{
+        component: "effect-smtp",
+        sessionId: "test1",
+        remoteAddress: "192.0.2.1",
+        id: "m1",
+        transaction: 1,
+        sender: "a@x.test",
+        recipients: 1,
+        size: message!.bytes.length,
+        tls: "TLSv1.3",
+        user: "alice",
+        helo: "client.test",
+        reply: wire(accepted)
+      }])
+      expect(wire(accepted)).toBe("250 2.0.0 Ok: queued as m1")
+      expect(logs.engine("connection closed").map((line) => line.annotations)).toEqual([{
+        component: "effect-smtp",
+        sessionId: "test1",
+        remoteAddress: "192.0.2.1",
+        durationMs: expect.any(Number),
+        transactions: 1,
+        messages: 1,
+        bytes: message!.bytes.length,
+        tls: "TLSv1.3",
+        user: "alice",
+        helo: "client.test"
+      }])
+      // Every line has one message, in every format, and no line has the password, plain or in the AUTH payload.
+      const payload = Buffer.from(`\0alice\0${PASSWORD}`).toString("base64")
+      for (const line of [...logs.logfmt, ...logs.json]) {
+        expect(line).not.toContain(PASSWORD)
+        expect(line).not.toContain(payload)
+      }
+      expect(logs.logfmt.length).toBeGreaterThan(10)
+      for (const line of logs.logfmt) expect(line.match(/(?:^| )message=/g)).toHaveLength(1)
+      for (const line of logs.json) {
+        expect(Object.keys(JSON.parse(line))).toEqual(["message", "level", "timestamp", "annotations", "spans", "fiberId"])
+      }
+    }).pipe(Effect.provide(server), Effect.provide(logs.layer))
+  })
+
+  it.effect("each refused command of a pipeline is one line with the reply it got; a defect is an Error line with its cause", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      const replies = yield* client.pipeline(["MAIL FROM:<a@x.test>", "RCPT TO:<b@x.test>", "DATA"])
+      expect(replies.map((reply) => reply.code)).toEqual([530, 530, 530])
+      yield* client.starttls
+      yield* client.ehlo("client.test")
+      yield* client.auth({ method: "LOGIN", username: "alice", password: PASSWORD })
+      yield* client.mailFrom("a@x.test")
+      const failed = yield* client.rcptTo("boom@x.test")
+      expect(failed).toMatchObject({ code: 451, enhanced: "4.3.0" })
+      yield* client.quit
+      yield* client.closed
+      yield* logsSettle
+      expect(logs.engine("command rejected").map((line) => line.annotations["reply"])).toEqual([...replies, failed].map(wire))
+      const [defect, ...others] = logs.engine("handler failed")
+      expect(others).toEqual([])
+      expect(defect).toMatchObject({ level: "Error", annotations: { phase: "rcpt_to", sessionId: "test1" } })
+      expect(logs.json.find((line) => line.includes("handler failed"))).toContain("a bug in a handler")
+    }).pipe(
+      Effect.provide(SmtpTest.layer(app, { ...settings, authRequired: true }).pipe(Layer.provide(MessageStore.layerMemory))),
+      Effect.provide(logs.layer)
+    )
+  })
+})
+
+/** A tracer that keeps every span it makes. */
+const recordSpans = () => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, layer: Layer.succeed(Tracer.Tracer, tracer) }
+}
+
+const exitOf = (span: Tracer.Span) => span.status._tag === "Ended" ? span.status.exit : undefined
+const parentOf = (span: Tracer.Span) => span.parent._tag === "Some" ? span.parent.value.spanId : undefined
+
+describe("spans", () => {
+  it.effect("a span per connection, a child per phase run with its reply, the app's spans under the phase's", () => {
+    const traced = recordSpans()
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      yield* client.mailFrom("a@x.test")
+      yield* client.rcptTo("nobody@x.test")
+      yield* client.rcptTo("b@x.test")
+      yield* client.data("Subject: hi\r\n\r\nhello\r\n")
+      yield* client.quit
+      yield* client.closed
+      const [message] = yield* SmtpTest.messages
+      const named = (name: string) => traced.spans.filter((span) => span.name === name)
+      const [connection] = named("smtp.connection")
+      expect(connection).toMatchObject({ kind: "server", status: { _tag: "Ended" } })
+      expect(parentOf(connection!)).toBeUndefined()
+      expect(Object.fromEntries(connection!.attributes)).toMatchObject({
+        "smtp.session.id": "test1",
+        "client.address": "192.0.2.1",
+        "client.port": 49152,
+        "smtp.transactions": 1,
+        "smtp.messages": 1,
+        "smtp.helo": "client.test"
+      })
+      const phases = traced.spans.filter((span) => span.name.startsWith("smtp.") && span !== connection)
+      expect(phases.map((span) => span.name)).toEqual(["smtp.connect", "smtp.mail_from", "smtp.rcpt_to", "smtp.rcpt_to", "smtp.data"])
+      for (const span of phases) {
+        expect(parentOf(span)).toBe(connection!.spanId)
+        expect(span.traceId).toBe(connection!.traceId)
+        expect(span.status._tag).toBe("Ended")
+      }
+      const [, mailFrom, unknown, known, data] = phases
+      expect(Object.fromEntries(mailFrom!.attributes)).toMatchObject({
+        "smtp.mail_from": "a@x.test",
+        "smtp.helo": "client.test",
+        "smtp.reply.code": 250,
+        "smtp.reply.enhanced_code": "2.1.0"
+      })
+      expect(named("app.check_sender").map(parentOf)).toEqual([mailFrom!.spanId])
+      expect(Object.fromEntries(unknown!.attributes)).toMatchObject({
+        "smtp.rcpt_to": "nobody@x.test",
+        "smtp.reply.code": 550,
+        "smtp.reply.enhanced_code": "5.1.1"
+      })
+      expect(Exit.isFailure(exitOf(unknown!)!)).toBe(true)
+      expect(Exit.isSuccess(exitOf(known!)!)).toBe(true)
+      expect(Object.fromEntries(data!.attributes)).toMatchObject({
+        "smtp.mail_from": "a@x.test",
+        "smtp.rcpt_count": 1,
+        "smtp.message.size": message!.bytes.length,
+        "smtp.reply.code": 250,
+        "smtp.reply.enhanced_code": "2.0.0"
+      })
+    }).pipe(Effect.provide(server), Effect.provide(traced.layer))
+  })
+})
+
+/** An OTLP collector on 127.0.0.1: the JSON bodies posted to each path. */
+const collector = Effect.acquireRelease(
+  Effect.callback<{ readonly url: string; readonly bodies: Map<string, Array<unknown>>; readonly close: () => void }>((resume) => {
+    const bodies = new Map<string, Array<unknown>>()
+    const read = (request: IncomingMessage) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      return new Promise<string>((done) => request.on("end", () => done(Buffer.concat(chunks).toString("utf8"))))
+    }
+    const http = createServer((request, response) => {
+      void read(request).then((body) => {
+        const path = request.url ?? ""
+        bodies.set(path, [...bodies.get(path) ?? [], JSON.parse(body)])
+        response.writeHead(200, { "content-type": "application/json" }).end("{}")
+      })
+    })
+    http.listen(0, "127.0.0.1", () => {
+      const address = http.address()
+      const port = address !== null && typeof address === "object" ? address.port : 0
+      resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, bodies, close: () => http.close() }))
+    })
+  }),
+  (collector) => Effect.sync(collector.close)
+)
+
+/** OTLP's JSON encoding of a trace export, as far as the test reads it. */
+const TraceExport = Schema.Struct({
+  resourceSpans: Schema.Array(Schema.Struct({
+    scopeSpans: Schema.Array(Schema.Struct({
+      spans: Schema.Array(Schema.Struct({
+        name: Schema.String,
+        spanId: Schema.String,
+        parentSpanId: Schema.optionalKey(Schema.String),
+        status: Schema.Struct({ code: Schema.Number }),
+        attributes: Schema.Array(Schema.Struct({ key: Schema.String, value: Schema.Record(Schema.String, Schema.Unknown) }))
+      }))
+    }))
+  }))
+})
+
+/** The spans in OTLP trace export bodies. */
+const spansIn = (bodies: ReadonlyArray<unknown>) =>
+  bodies.flatMap((body) =>
+    Schema.decodeUnknownSync(TraceExport)(body).resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans))
+  )
+
+describe("OTLP", () => {
+  it.live("a session over a real socket: its spans reach a collector on 127.0.0.1 when the server's scope closes", () =>
+    Effect.gen(function*() {
+      const otlp = yield* collector
+      yield* Effect.gen(function*() {
+        const exporting = OtlpTracer.layer({ url: `${otlp.url}/v1/traces`, resource: { serviceName: "effect-smtp-test" } }).pipe(
+          Layer.provide([OtlpSerialization.layerJson, FetchHttpClient.layer])
+        )
+        const context = yield* Layer.build(
+          SmtpServer.layer(app).pipe(
+            Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test" })),
+            Layer.provide(MessageStore.layerMemory),
+            Layer.provide(exporting)
+          )
+        )
+        const port = Context.get(context, SmtpServer).address.port
+        expect(yield* send(port, { from: "a@x.test", to: ["nobody@x.test", "b@x.test"], text: "hello" })).toMatchObject({ ok: true })
+      }).pipe(Effect.scoped)
+      const spans = spansIn(otlp.bodies.get("/v1/traces") ?? [])
+      const connection = spans.find((span) => span.name === "smtp.connection")
+      expect(connection).toBeDefined()
+      const children = spans.filter((span) => span.parentSpanId === connection!.spanId).map((span) => span.name)
+      expect(children).toEqual(expect.arrayContaining(["smtp.connect", "smtp.mail_from", "smtp.rcpt_to", "smtp.data"]))
+      const refused = spans.find((span) =>
+        span.name === "smtp.rcpt_to" && span.attributes.some((a) => a.key === "smtp.rcpt_to" && a.value["stringValue"] === "nobody@x.test")
+      )
+      // OTLP's status code 2 is Error.
+      expect(refused?.status.code).toBe(2)
+    }))
+})
+
+describe("metrics", () => {
+  it.live("after a known sequence of sessions: connections, TLS, logins, messages, bytes, rejections, defects, durations", () =>
+    Effect.gen(function*() {
+      const first = yield* SmtpTest.connect()
+      yield* first.ehlo("client.test")
+      yield* first.starttls
+      yield* first.ehlo("client.test")
+      yield* first.auth({ method: "PLAIN", username: "alice", password: "wrong" })
+      yield* first.auth({ method: "PLAIN", username: "alice", password: PASSWORD })
+      yield* first.mailFrom("a@x.test")
+      yield* first.rcptTo("nobody@x.test")
+      yield* first.rcptTo("b@x.test")
+      yield* first.data("Subject: one\r\n\r\nfirst\r\n")
+      yield* first.mailFrom("a@x.test")
+      yield* first.rcptTo("boom@x.test")
+      yield* first.rcptTo("b@x.test")
+      yield* first.data("Subject: two\r\n\r\nthe second message\r\n")
+      yield* first.quit
+      yield* first.closed
+      const second = yield* SmtpTest.connect()
+      yield* second.command("FOO")
+      yield* second.quit
+      yield* second.closed
+      const sizes = (yield* SmtpTest.messages).map((message) => message.bytes.length)
+      const count = (metric: Metric.Metric<number, { readonly count: number }>) => Effect.map(Metric.value(metric), (state) => state.count)
+
+      expect(yield* count(SmtpMetrics.connectionsOpened)).toBe(2)
+      expect(yield* Metric.value(SmtpMetrics.connectionsActive)).toEqual({ value: 0 })
+      expect(yield* count(SmtpMetrics.tlsSessions("starttls"))).toBe(1)
+      expect(yield* count(SmtpMetrics.tlsSessions("implicit"))).toBe(0)
+      expect(yield* count(SmtpMetrics.authAttempts("success"))).toBe(1)
+      expect(yield* count(SmtpMetrics.authAttempts("failure"))).toBe(1)
+      expect(yield* count(SmtpMetrics.messagesAccepted)).toBe(2)
+      expect(yield* count(SmtpMetrics.receivedBytes)).toBe(sizes[0]! + sizes[1]!)
+      expect(yield* Metric.value(SmtpMetrics.messageSize)).toMatchObject({ count: 2, sum: sizes[0]! + sizes[1]! })
+      expect(yield* count(SmtpMetrics.rejections("rcpt_to", "5xx", "5.1.1"))).toBe(1)
+      expect(yield* count(SmtpMetrics.rejections("rcpt_to", "4xx", "4.3.0"))).toBe(1)
+      expect(yield* count(SmtpMetrics.rejections("auth", "5xx", "5.7.8"))).toBe(1)
+      expect(yield* count(SmtpMetrics.rejections("command", "5xx", "5.5.2"))).toBe(1)
+      expect(yield* count(SmtpMetrics.defects("rcpt_to"))).toBe(1)
+      expect(yield* count(SmtpMetrics.defects("data"))).toBe(0)
+      expect(yield* Metric.value(SmtpMetrics.phaseDuration("data"))).toMatchObject({ count: 2 })
+      expect(yield* Metric.value(SmtpMetrics.phaseDuration("rcpt_to"))).toMatchObject({ count: 4 })
+      // Each metric has a series per label set, no more: nothing unbounded (addresses, users) became a label.
+      const series = Metric.snapshotUnsafe(yield* Effect.context<never>()).filter((snapshot) => snapshot.id.startsWith("smtp_"))
+      for (const snapshot of series) {
+        expect(Object.keys(snapshot.attributes ?? {}).every((key) => ["phase", "class", "enhanced", "result", "mode"].includes(key))).toBe(true)
+      }
+    }).pipe(Effect.provide(server), Effect.provide(Layer.succeed(Metric.MetricRegistry, new Map()))))
+})
+
+describe("transcript", () => {
+  it.effect("the test kit's client reads the commands and replies; AUTH payloads redacted, no message body", () =>
+    Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      yield* client.auth({ method: "LOGIN", username: "alice", password: PASSWORD })
+      yield* client.send({ from: "a@x.test", to: "b@x.test", message: "Subject: secret plans\r\n\r\nbody\r\n" })
+      yield* client.quit
+      const transcript = yield* client.transcript
+      expect(transcript.filter((line) => line.from === "client").map((line) => line.line)).toEqual([
+        "EHLO client.test",
+        "AUTH LOGIN",
+        "/* secured */",
+        "/* secured */",
+        "MAIL FROM:<a@x.test>",
+        "RCPT TO:<b@x.test>",
+        "DATA",
+        "QUIT"
+      ])
+      expect(transcript.filter((line) => line.from === "server").map((line) => line.line.slice(0, 4))).toEqual([
+        "220 ",
+        "250-",
+        "334 ",
+        "334 ",
+        "235 ",
+        "250 ",
+        "250 ",
+        "354 ",
+        "250 ",
+        "221 "
+      ])
+      expect(transcript.slice(-3)).toEqual([
+        { from: "server", line: "250 2.0.0 Ok: queued as m1" },
+        { from: "client", line: "QUIT" },
+        { from: "server", line: expect.stringMatching(/^221 2.0.0 /) }
+      ])
+      const all = transcript.map((line) => line.line).join("\n")
+      expect(all).not.toContain("secret plans")
+      expect(all).not.toContain(Buffer.from(PASSWORD).toString("base64"))
+    }).pipe(Effect.provide(SmtpTest.layer(app, { allowInsecureAuth: true }).pipe(Layer.provideMerge(MessageStore.layerMemory)))))
+})

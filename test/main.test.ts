@@ -10,13 +10,15 @@ import { tmpdir } from "node:os"
 import * as net from "node:net"
 import * as path from "node:path"
 import { documentation } from "../src/bin/MailServer.ts"
-import { connect, send, startMessage } from "./support.ts"
+import { collector, connect, send, spansIn, startMessage } from "./support.ts"
 
 interface Running {
   readonly port: number
   readonly maildir: string
   readonly child: ChildProcess
   readonly output: () => string
+  /** What it wrote to standard output only. */
+  readonly stdout: () => string
 }
 
 const program = new URL("../src/bin/effect-smtp.ts", import.meta.url).pathname
@@ -41,12 +43,16 @@ const start = (env: Record<string, string> = {}, command: readonly [string, Read
         stdio: ["ignore", "pipe", "pipe"]
       })
       let output = ""
+      let stdout = ""
       const collect = (chunk: Buffer) => {
         output += chunk.toString()
         const match = /listening on 127\.0\.0\.1:(\d+)/.exec(output)
-        if (match !== null) resume(Effect.succeed({ port: Number(match[1]), maildir, child, output: () => output }))
+        if (match !== null) resume(Effect.succeed({ port: Number(match[1]), maildir, child, output: () => output, stdout: () => stdout }))
       }
-      child.stdout.on("data", collect)
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString()
+        collect(chunk)
+      })
       child.stderr.on("data", collect)
       child.once("exit", (code) => resume(Effect.fail(new Error(`exited with ${code}: ${output}`))))
     }),
@@ -104,6 +110,27 @@ const split = (file: Buffer, eol = "\n") => {
   do end = text.indexOf(eol, end) + eol.length
   while (text[end] === "\t")
   return { trace: text.slice(0, end), body: file.subarray(end) }
+}
+
+/** Prometheus's text format, read strictly: every line a comment, a type, or a sample. */
+const parsePrometheus = (text: string) => {
+  const types = new Map<string, string>()
+  const samples: Array<{ readonly name: string; readonly labels: Record<string, string>; readonly value: number }> = []
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("# HELP ")) continue
+    const type = /^# TYPE (\w+) (counter|gauge|histogram|summary|untyped)$/.exec(line)
+    if (type !== null) {
+      types.set(type[1]!, type[2]!)
+      continue
+    }
+    const sample = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line)
+    expect(sample, line).not.toBeNull()
+    const labels = Object.fromEntries([...(sample![2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((match) => [match[1]!, match[2]!]))
+    samples.push({ name: sample![1]!, labels, value: Number(sample![3]) })
+  }
+  const value = (name: string, labels: Record<string, string> = {}) =>
+    samples.find((sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value))?.value
+  return { types, value }
 }
 
 const raw = (lines: ReadonlyArray<string>) => Buffer.from(lines.join("\r\n") + "\r\n", "utf8")
@@ -265,7 +292,11 @@ describe("main program", () => {
           { SMTP_TLS_CERT: fixture("localhost.crt"), SMTP_TLS_KEY: readFileSync(fixture("localhost.key")).toString("base64") },
           "SMTP_TLS_KEY: cannot read the file it names ("
         ],
-        [{ SMTP_AUTH_REQUIRED: "true" }, "SMTP_AUTH_REQUIRED: nobody could log in: set SMTP_AUTH_USERS"]
+        [{ SMTP_AUTH_REQUIRED: "true" }, "SMTP_AUTH_REQUIRED: nobody could log in: set SMTP_AUTH_USERS"],
+        [{ SMTP_LOG_FORMAT: "xml" }, "SMTP_LOG_FORMAT: Expected"],
+        [{ SMTP_LOG_LEVEL: "loud" }, "SMTP_LOG_LEVEL: Expected"],
+        [{ SMTP_METRICS_PORT: String(busy) }, `SMTP_METRICS_PORT: cannot serve metrics on 127.0.0.1:${busy}: EADDRINUSE`],
+        [{ SMTP_METRICS_HOST: "localhost", SMTP_METRICS_PORT: "0" }, "SMTP_METRICS_HOST: Expected an IP address"]
       ]
       const maildir = yield* tempMaildir
       for (const [env, message] of cases) {
@@ -292,6 +323,63 @@ describe("main program", () => {
       const unknown = yield* run([program, "--port=25"])
       expect(unknown.code).toBe(1)
       expect(unknown.stderr).toContain("unknown argument")
+    }))
+
+  it.live("SMTP_METRICS_PORT: Prometheus scrapes /metrics on 127.0.0.1 and reads the traffic in its text format", () =>
+    Effect.gen(function*() {
+      const server = yield* start({ SMTP_METRICS_PORT: "0", SMTP_DOMAINS: "example.test" })
+      const url = /metrics at (http:\/\/\S+)/.exec(server.output())?.[1]
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/)
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@example.test", text: "one" })).toMatchObject({ ok: true })
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@example.test", text: "two" })).toMatchObject({ ok: true })
+      expect(yield* send(server.port, { from: "a@x.test", to: "c@elsewhere.test", text: "relay" })).toMatchObject({ ok: false, code: 550 })
+      const scrape = yield* Effect.promise(() => fetch(url!).then(async (response) => ({ type: response.headers.get("content-type"), body: await response.text() })))
+      expect(scrape.type).toMatch(/^text\/plain; version=0\.0\.4/)
+      const metrics = parsePrometheus(scrape.body)
+      expect(metrics.types.get("smtp_messages_accepted_total")).toBe("counter")
+      expect(metrics.types.get("smtp_connections_active")).toBe("gauge")
+      expect(metrics.types.get("smtp_message_size_bytes")).toBe("histogram")
+      expect(metrics.value("smtp_messages_accepted_total")).toBe(2)
+      expect(metrics.value("smtp_connections_opened_total")).toBe(3)
+      expect(metrics.value("smtp_rejections_total", { phase: "rcpt_to", class: "5xx", enhanced: "5.7.1" })).toBe(1)
+      expect(metrics.value("smtp_message_size_bytes_count")).toBe(2)
+      expect(metrics.value("smtp_received_bytes_total")).toBe(metrics.value("smtp_message_size_bytes_sum"))
+      expect(metrics.value("smtp_tls_sessions_total", { mode: "starttls" })).toBe(0)
+    }))
+
+  it.live("SMTP_LOG_FORMAT=json: one object per line with stable keys; SMTP_LOG_LEVEL=warn keeps Info out", () =>
+    Effect.gen(function*() {
+      const json = yield* start({ SMTP_LOG_FORMAT: "json" })
+      expect(yield* send(json.port, { from: "a@x.test", to: "b@example.test", text: "one" })).toMatchObject({ ok: true })
+      json.child.kill("SIGTERM")
+      expect(yield* exited(json.child)).toBe(0)
+      const records = json.stdout().trim().split("\n").map((line) => JSON.parse(line))
+      for (const record of records) expect(Object.keys(record)).toEqual(["message", "level", "timestamp", "annotations", "spans", "fiberId"])
+      const accepted = records.find((record) => record.message === "message accepted")
+      expect(accepted).toMatchObject({ level: "INFO", annotations: { component: "effect-smtp", sender: "a@x.test", recipients: 1, tls: "none" } })
+      expect(records.map((record) => record.message)).toEqual(expect.arrayContaining(["connection opened", "connection closed", "smtp server closed"]))
+
+      const quiet = yield* start({ SMTP_LOG_LEVEL: "warn" })
+      expect(yield* send(quiet.port, { from: "a@x.test", to: "b@example.test", text: "one" })).toMatchObject({ ok: true })
+      quiet.child.kill("SIGTERM")
+      expect(yield* exited(quiet.child)).toBe(0)
+      expect(quiet.output()).not.toContain("level=INFO")
+      expect(quiet.output()).toContain("level=WARN")
+    }))
+
+  it.live("OTEL_EXPORTER_OTLP_ENDPOINT: the session's spans and the metrics reach a collector on 127.0.0.1", () =>
+    Effect.gen(function*() {
+      const otlp = yield* collector
+      const server = yield* start({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_SERVICE_NAME: "mx-test" })
+      expect(yield* send(server.port, { from: "a@x.test", to: "b@example.test", text: "one" })).toMatchObject({ ok: true })
+      // Stopping flushes what is left to export.
+      server.child.kill("SIGTERM")
+      expect(yield* exited(server.child)).toBe(0)
+      const names = spansIn(otlp.bodies.get("/v1/traces") ?? []).map((span) => span.name)
+      expect(names).toEqual(expect.arrayContaining(["smtp.connection", "smtp.data"]))
+      const exported = JSON.stringify(otlp.bodies.get("/v1/metrics") ?? [])
+      expect(exported).toContain("smtp_messages_accepted_total")
+      expect(exported).toContain("mx-test")
     }))
 
   it.live("SIGTERM or SIGINT to npm start's own process stops the server: exit 0, nothing left listening", () =>

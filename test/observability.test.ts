@@ -5,14 +5,13 @@
  * sequence of sessions, and the transcript of a session.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Logger, Metric, Redacted, References, Schema, Tracer } from "effect"
+import { Context, Effect, Exit, Layer, Logger, Metric, Redacted, References, Tracer } from "effect"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as OtlpSerialization from "effect/observability/OtlpSerialization"
 import * as OtlpTracer from "effect/observability/OtlpTracer"
-import { createServer, type IncomingMessage } from "node:http"
 import { deliver, MessageStore, RcptTo, Reject, SmtpApp, SmtpMetrics, SmtpServer, SmtpServerConfig, staticUsers } from "../src/index.ts"
 import { SmtpTest } from "../src/testing/index.ts"
-import { fixtureTls, send } from "./support.ts"
+import { collector, fixtureTls, send, spansIn } from "./support.ts"
 
 const PASSWORD = "s3cret-Pa55word"
 
@@ -247,52 +246,6 @@ describe("spans", () => {
     }).pipe(Effect.provide(server), Effect.provide(traced.layer))
   })
 })
-
-/** An OTLP collector on 127.0.0.1: the JSON bodies posted to each path. */
-const collector = Effect.acquireRelease(
-  Effect.callback<{ readonly url: string; readonly bodies: Map<string, Array<unknown>>; readonly close: () => void }>((resume) => {
-    const bodies = new Map<string, Array<unknown>>()
-    const read = (request: IncomingMessage) => {
-      const chunks: Array<Buffer> = []
-      request.on("data", (chunk: Buffer) => chunks.push(chunk))
-      return new Promise<string>((done) => request.on("end", () => done(Buffer.concat(chunks).toString("utf8"))))
-    }
-    const http = createServer((request, response) => {
-      void read(request).then((body) => {
-        const path = request.url ?? ""
-        bodies.set(path, [...bodies.get(path) ?? [], JSON.parse(body)])
-        response.writeHead(200, { "content-type": "application/json" }).end("{}")
-      })
-    })
-    http.listen(0, "127.0.0.1", () => {
-      const address = http.address()
-      const port = address !== null && typeof address === "object" ? address.port : 0
-      resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, bodies, close: () => http.close() }))
-    })
-  }),
-  (collector) => Effect.sync(collector.close)
-)
-
-/** OTLP's JSON encoding of a trace export, as far as the test reads it. */
-const TraceExport = Schema.Struct({
-  resourceSpans: Schema.Array(Schema.Struct({
-    scopeSpans: Schema.Array(Schema.Struct({
-      spans: Schema.Array(Schema.Struct({
-        name: Schema.String,
-        spanId: Schema.String,
-        parentSpanId: Schema.optionalKey(Schema.String),
-        status: Schema.Struct({ code: Schema.Number }),
-        attributes: Schema.Array(Schema.Struct({ key: Schema.String, value: Schema.Record(Schema.String, Schema.Unknown) }))
-      }))
-    }))
-  }))
-})
-
-/** The spans in OTLP trace export bodies. */
-const spansIn = (bodies: ReadonlyArray<unknown>) =>
-  bodies.flatMap((body) =>
-    Schema.decodeUnknownSync(TraceExport)(body).resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans))
-  )
 
 describe("OTLP", () => {
   it.live("a session over a real socket: its spans reach a collector on 127.0.0.1 when the server's scope closes", () =>

@@ -1,7 +1,8 @@
 /**
  * Helpers for tests that talk SMTP over real sockets on 127.0.0.1.
  */
-import { Context, Effect, Layer, Redacted, Ref } from "effect"
+import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
+import { createServer, type IncomingMessage } from "node:http"
 import { readFileSync } from "node:fs"
 import * as net from "node:net"
 import type * as tls from "node:tls"
@@ -132,3 +133,49 @@ export const startMessage = (client: RawClient, from = "a@x.test", to = "b@x.tes
     yield* client.write(`MAIL FROM:<${from}>\r\nRCPT TO:<${to}>\r\nDATA\r\n`)
     return [ehlo, yield* client.reply, yield* client.reply, yield* client.reply]
   })
+
+/** An OTLP collector on 127.0.0.1: the JSON bodies posted to each path. */
+export const collector = Effect.acquireRelease(
+  Effect.callback<{ readonly url: string; readonly bodies: Map<string, Array<unknown>>; readonly close: () => void }>((resume) => {
+    const bodies = new Map<string, Array<unknown>>()
+    const read = (request: IncomingMessage) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      return new Promise<string>((done) => request.on("end", () => done(Buffer.concat(chunks).toString("utf8"))))
+    }
+    const http = createServer((request, response) => {
+      void read(request).then((body) => {
+        const path = request.url ?? ""
+        bodies.set(path, [...bodies.get(path) ?? [], JSON.parse(body)])
+        response.writeHead(200, { "content-type": "application/json" }).end("{}")
+      })
+    })
+    http.listen(0, "127.0.0.1", () => {
+      const address = http.address()
+      const port = address !== null && typeof address === "object" ? address.port : 0
+      resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, bodies, close: () => http.close() }))
+    })
+  }),
+  (collector) => Effect.sync(collector.close)
+)
+
+/** OTLP's JSON encoding of a trace export, as far as the test reads it. */
+const TraceExport = Schema.Struct({
+  resourceSpans: Schema.Array(Schema.Struct({
+    scopeSpans: Schema.Array(Schema.Struct({
+      spans: Schema.Array(Schema.Struct({
+        name: Schema.String,
+        spanId: Schema.String,
+        parentSpanId: Schema.optionalKey(Schema.String),
+        status: Schema.Struct({ code: Schema.Number }),
+        attributes: Schema.Array(Schema.Struct({ key: Schema.String, value: Schema.Record(Schema.String, Schema.Unknown) }))
+      }))
+    }))
+  }))
+})
+
+/** The spans in OTLP trace export bodies. */
+export const spansIn = (bodies: ReadonlyArray<unknown>) =>
+  bodies.flatMap((body) =>
+    Schema.decodeUnknownSync(TraceExport)(body).resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans))
+  )

@@ -14,6 +14,7 @@ import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SettingsReader from "../internal/SettingsReader.ts"
@@ -78,12 +79,15 @@ export const serverDefaults = (users: number): SmtpServerConfig.Options => ({ tl
 
 const commandVariable = (key: keyof typeof CommandSettings.fields) => SettingsReader.variable(PREFIX, [key])
 
-/** The command's own settings: variable, default and meaning. */
+/** The command's own settings (OpenTelemetry's among them): variable, default and meaning. */
 export const commandDocumentation = (): ReadonlyArray<SettingsReader.Row> => {
   const defaults = Schema.decodeUnknownSync(CommandSettings)({})
-  return Object.entries(CommandSettings.fields).map(([key, schema]) =>
-    SettingsReader.row(key, SettingsReader.variable(PREFIX, [key]), schema, Reflect.get(defaults, key))
-  )
+  return [
+    ...Object.entries(CommandSettings.fields).map(([key, schema]) =>
+      SettingsReader.row(key, SettingsReader.variable(PREFIX, [key]), schema, Reflect.get(defaults, key))
+    ),
+    ...Observability.otlpDocumentation
+  ]
 }
 
 /** Every setting of the command: the server's (with the command's defaults), then its own. */
@@ -149,14 +153,20 @@ const listenFailure = (error: SmtpListenError): string => {
 export const main = Effect.gen(function*() {
   const command = yield* readCommandSettings
   const otlp = yield* Observability.otlpSettings.pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
-  return yield* serve(command).pipe(
-    Effect.provide(Observability.exporters(otlp, command.metricsPort, command.metricsHost)),
-    Effect.catchTag("ServeError", (error) => Effect.fail(new StartupError({ message: `${commandVariable("metricsPort")}: ${error.message}` }))),
+  return yield* Effect.gen(function*() {
+    const metrics = yield* Observability.serveMetrics(command.metricsPort, command.metricsHost).pipe(
+      Effect.mapError((message) => new StartupError({ message: `${commandVariable("metricsPort")}: ${message}` }))
+    )
+    return yield* serve(command, metrics)
+  }).pipe(
+    // The server shuts down (its last sessions end) before the exporters send what they hold.
+    Effect.scoped,
+    Effect.provide(Observability.exporting(otlp)),
     Effect.provide(Observability.logging(command.logFormat, command.logLevel))
   )
 })
 
-const serve = (command: typeof CommandSettings.Type) => Effect.gen(function*() {
+const serve = (command: typeof CommandSettings.Type, metrics: Option.Option<string>) => Effect.gen(function*() {
   const users = new Map(command.authUsers.map((pair) => {
     const at = pair.indexOf(":")
     return [pair.slice(0, at), Redacted.make(pair.slice(at + 1))] as const
@@ -189,6 +199,9 @@ const serve = (command: typeof CommandSettings.Type) => Effect.gen(function*() {
     })
   )
   const { address } = Context.get(context, SmtpServer)
-  yield* Console.log(`effect-smtp listening on ${address.address}:${address.port}, storing to ${command.maildir}`)
+  const metricsAt = Option.match(metrics, { onNone: () => "", onSome: (url) => `, metrics at ${url}` })
+  const listening = `effect-smtp listening on ${address.address}:${address.port}, storing to ${command.maildir}${metricsAt}`
+  // With JSON logs, standard output carries log records only.
+  yield* command.logFormat === "json" ? Console.error(listening) : Console.log(listening)
   return yield* Effect.never
 })

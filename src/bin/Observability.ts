@@ -11,9 +11,14 @@ import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
-import type * as HttpServerError from "effect/http/HttpServerError"
+import * as HttpServer from "effect/http/HttpServer"
 import * as Otlp from "effect/observability/Otlp"
+import type * as OtlpExporter from "effect/observability/OtlpExporter"
+import type * as SettingsReader from "../internal/SettingsReader.ts"
 import * as SmtpMetrics from "../layers/SmtpMetrics.ts"
 
 /** The formats of log lines. */
@@ -49,29 +54,43 @@ export interface OtlpSettings {
   readonly serviceName: string
 }
 
+/** The OTLP settings' documentation: OpenTelemetry's standard variables. */
+export const otlpDocumentation: ReadonlyArray<SettingsReader.Row> = [
+  {
+    setting: "otlpEndpoint",
+    variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    default: "none",
+    meaning: "export traces, metrics and logs over OTLP (HTTP, JSON) to this collector, as `http://127.0.0.1:4318` (none: no export)"
+  },
+  { setting: "otlpServiceName", variable: "OTEL_SERVICE_NAME", default: "effect-smtp", meaning: "the service name the exported telemetry carries" }
+]
+
 export const otlpSettings: Config.Config<OtlpSettings> = Config.all({
   endpoint: Config.option(Config.String("OTEL_EXPORTER_OTLP_ENDPOINT")),
   serviceName: Config.String("OTEL_SERVICE_NAME").pipe(Config.withDefault("effect-smtp"))
 })
 
-/** OTLP export (with an endpoint) and the Prometheus endpoint (with a port); built where the logging is set. */
-export const exporters = (
-  otlp: OtlpSettings,
-  metricsPort: Option.Option<number>,
-  metricsHost: string
-): Layer.Layer<never, HttpServerError.ServeError> => {
-  const exporting: Layer.Layer<never> = Option.match(otlp.endpoint, {
+/** OTLP export of traces, metrics and logs, with an endpoint; built where the logging is set, so its logger joins. */
+export const exporting = (otlp: OtlpSettings): Layer.Layer<OtlpExporter.Flusher> | Layer.Layer<never> =>
+  Option.match(otlp.endpoint, {
     onNone: () => Layer.empty,
+    // Its tracer and logger are references of the context it builds: the server built there exports through them.
     onSome: (endpoint) =>
-      Layer.effectDiscard(Layer.build(
-        Otlp.layerJson({ baseUrl: endpoint.replace(/\/+$/, ""), resource: { serviceName: otlp.serviceName } }).pipe(
-          Layer.provide(FetchHttpClient.layer)
-        )
-      ))
+      Otlp.layerJson({ baseUrl: endpoint.replace(/\/+$/, ""), resource: { serviceName: otlp.serviceName } }).pipe(
+        Layer.provide(FetchHttpClient.layer)
+      )
   })
-  const serving: Layer.Layer<never, HttpServerError.ServeError> = Option.match(metricsPort, {
-    onNone: () => Layer.empty,
-    onSome: (port) => Layer.effectDiscard(Layer.build(SmtpMetrics.layerPrometheus({ port, host: metricsHost })))
+
+/** Serves the metrics for the scope on `port` (if any) and `host`: the URL they are at, or a message naming what failed. */
+export const serveMetrics = (port: Option.Option<number>, host: string): Effect.Effect<Option.Option<string>, string, Scope.Scope> =>
+  Option.match(port, {
+    onNone: () => Effect.succeedNone,
+    onSome: (port) =>
+      Layer.build(SmtpMetrics.layerPrometheus({ port, host })).pipe(
+        Effect.map((context) => Option.some(`${HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)}/metrics`)),
+        Effect.mapError((error) => `cannot serve metrics on ${host}:${port}: ${describe(error.cause)}`)
+      )
   })
-  return Layer.merge(exporting, serving)
-}
+
+const describe = (cause: unknown): string =>
+  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : String(cause)

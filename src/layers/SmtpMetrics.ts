@@ -114,6 +114,6 @@ export interface PrometheusOptions {
 
 /** Serves the metrics of the registry in Prometheus's text format over HTTP, on 127.0.0.1 unless `host` says otherwise. */
 export const layerPrometheus = (options: PrometheusOptions): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError> =>
-  HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options.path ?? "/metrics" }), { disableLogger: true }).pipe(
+  HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options.path ?? "/metrics" }), { disableLogger: true, disableListenLog: true }).pipe(
     Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host ?? "127.0.0.1" }))
   )

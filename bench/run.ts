@@ -5,10 +5,12 @@
  *   node bench/run.ts              full run: 5 alternating rounds, medians
  *   node bench/run.ts --quick      smoke test: one round, small counts
  *   node bench/run.ts --rounds N   N rounds (with or without --quick)
+ *   node bench/run.ts --servers raw,effect,nometrics   only these servers
  *
  * Servers (each a child process started with port 0, announcing `listening PORT`,
  * stopped with SIGTERM): bench/baseline-raw.ts, bench/baseline-compose.ts and
- * bench/server.ts (the Effect server; skipped if the file does not exist yet).
+ * bench/server.ts (the Effect server; skipped if the file does not exist yet),
+ * also as `nometrics`, with the `metrics` setting off.
  * Load comes from bench/loadgen.ts, run as its own process so that it has its
  * own event loop and this process stays free to sample the server's RSS.
  * Everything listens on and connects to 127.0.0.1 only, and every load run is
@@ -48,6 +50,8 @@ interface ServerSpec {
   readonly name: string
   readonly label: string
   readonly file: string
+  /** arguments after the port */
+  readonly args?: ReadonlyArray<string>
 }
 
 interface Workload {
@@ -73,7 +77,9 @@ const MiB = 1024 * 1024
 const ALL_SERVERS: ReadonlyArray<ServerSpec> = [
   { name: "raw", label: "raw smtp-server", file: "baseline-raw.ts" },
   { name: "compose", label: "compose (promise middleware)", file: "baseline-compose.ts" },
-  { name: "effect", label: "effect-smtp", file: "server.ts" }
+  { name: "effect", label: "effect-smtp", file: "server.ts" },
+  // The same server with the `metrics` setting off: what the metrics cost, measured in the same run.
+  { name: "nometrics", label: "effect-smtp without metrics", file: "server.ts", args: ["--no-metrics"] }
 ]
 
 const workload = (
@@ -187,7 +193,7 @@ const PROBE_TIMEOUT_MS = 10_000
 
 /** Starts a server; with `probed`, preloads bench/probe.ts and opens an IPC channel to it. */
 async function startServer(spec: ServerSpec, probed = false): Promise<RunningServer> {
-  const script = [path.join(BENCH, spec.file), "0"]
+  const script = [path.join(BENCH, spec.file), "0", ...(spec.args ?? [])]
   const child = track(
     spawn(process.execPath, probed ? ["--import", PROBE_URL, ...script] : script, {
       cwd: ROOT,
@@ -627,11 +633,12 @@ const main = async (): Promise<void> => {
     options: {
       quick: { type: "boolean", default: false },
       rounds: { type: "string" },
+      servers: { type: "string" },
       help: { type: "boolean", short: "h", default: false }
     },
     strict: true
   })
-  const usage = "usage: node bench/run.ts [--quick] [--rounds N]"
+  const usage = "usage: node bench/run.ts [--quick] [--rounds N] [--servers raw,compose,effect,nometrics]"
   if (values.help) {
     log(usage)
     return
@@ -650,7 +657,9 @@ const main = async (): Promise<void> => {
   const notes: Array<string> = []
   const started = Date.now()
 
+  const chosen = values.servers?.split(",")
   const servers = ALL_SERVERS.filter((s) => {
+    if (chosen !== undefined && !chosen.includes(s.name)) return false
     if (existsSync(path.join(BENCH, s.file))) return true
     log(`bench/${s.file} not found: skipping the ${s.label} server (it is written together with the library).`)
     notes.push(`bench/${s.file} did not exist: ${s.name} was not measured`)

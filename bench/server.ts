@@ -3,7 +3,7 @@
  * pass-through middleware on each of connect, mail from, rcpt to and data
  * (one reads per-session state from a Ref-backed service, one annotates
  * logs); data drains the stream and accepts; nothing is stored; logs at
- * warning level. Usage: node bench/server.ts PORT
+ * warning level; metrics on unless `--no-metrics`. Usage: node bench/server.ts PORT [--no-metrics]
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
@@ -16,6 +16,7 @@ import { SmtpServer, SmtpServerConfig } from "../src/index.ts"
 import { app } from "./app.ts"
 
 const port = Number(process.argv[2] ?? "0")
+const metrics = process.argv[3] !== "--no-metrics"
 
 const main = Effect.gen(function*() {
   const server = yield* SmtpServer
@@ -32,7 +33,8 @@ main.pipe(
       maxClients: 5000,
       // all the load comes from 127.0.0.1
       maxConnectionsPerClient: 5000,
-      shutdownTimeout: "2 seconds"
+      shutdownTimeout: "2 seconds",
+      metrics
     })),
     Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
   )),

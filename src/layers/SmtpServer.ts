@@ -72,7 +72,7 @@ const serve = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(app: Smt
     }),
     () => shutdown(engine, settings.shutdownTimeout)
   )
-  yield* Effect.logInfo("smtp server listening").pipe(Effect.annotateLogs({ host: address.address, port: address.port }))
+  yield* Effect.logInfo("smtp server listening").pipe(Effect.annotateLogs({ component: "effect-smtp", host: address.address, port: address.port }))
   return SmtpServer.of({ address, connections: Effect.sync(engine.connections) })
 })
 
@@ -84,9 +84,11 @@ const shutdown = (engine: SmtpEngine.SmtpEngine, timeout: Duration.Duration) =>
     yield* engine.drain
     const finished = yield* Effect.andThen(closed, engine.settled).pipe(Effect.timeoutOption(timeout))
     if (finished._tag === "None") {
-      yield* Effect.logWarning("shutdown timeout: interrupting handlers still running").pipe(Effect.annotateLogs({ busy: engine.busy() }))
+      yield* Effect.logWarning("shutdown timeout: interrupting handlers still running").pipe(
+        Effect.annotateLogs({ component: "effect-smtp", busy: engine.busy() })
+      )
       yield* engine.abort
       yield* closed
     }
-    yield* Effect.logInfo("smtp server closed")
+    yield* Effect.logInfo("smtp server closed").pipe(Effect.annotateLogs("component", "effect-smtp"))
   })

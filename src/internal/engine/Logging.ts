@@ -62,9 +62,8 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
   const line = (level: LogLevel.Severity): Line =>
     enabled(level) ? (message, fields) => void run(Effect.annotateLogs(Effect.logWithLevel(level)(message), engineFields(fields))) : ignore
 
-  const smtpServerLine = (level: LogLevel.Severity): LogFunction => {
-    const quiet = enabled("Debug")
-    return enabled(level) || (level === "Warn" && quiet)
+  const smtpServerLine = (level: LogLevel.Severity): LogFunction =>
+    enabled(level)
       ? (data, template, ...args) => {
         if (typeof data === "string") return smtpServerLine(level)({}, data, template, ...args)
         const fields = data ?? {}
@@ -80,7 +79,6 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
         ))
       }
       : ignore
-  }
 
   const errorLine = enabled("Error")
   return {
@@ -93,6 +91,8 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
       error: smtpServerLine(smtpServerLevels.error),
       fatal: smtpServerLine(smtpServerLevels.fatal)
     },
+    /** Whether Info lines are written: a line's facts need not be gathered otherwise. */
+    infoEnabled: enabled("Info"),
     debug: line("Debug"),
     info: line("Info"),
     warning: line("Warn"),

@@ -159,7 +159,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
     const close = () => Effect.setContext(this.chains.close, this.runner.context(record, "close", state))
     return this.telemetry.traced(record, "close", close).pipe(
       Effect.timeoutOrElse({ duration: this.settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
-      Effect.catchCause((cause) => Effect.logWarning("close handler failed", cause)),
+      Effect.catchCause((cause) => Effect.annotateLogs(Effect.logWarning("close handler failed", cause), "component", "effect-smtp")),
       Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
     )
   }

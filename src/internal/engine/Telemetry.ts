@@ -150,7 +150,7 @@ export class Telemetry {
       "server.port": session.localPort,
       "network.transport": "tcp"
     })
-    this.logging.info("connection opened", { ...this.client(session), remotePort: session.remotePort, localPort: session.localPort })
+    if (this.logging.infoEnabled) this.logging.info("connection opened", { ...this.client(session), remotePort: session.remotePort, localPort: session.localPort })
   }
 
   /** A connection a limit refused, before smtp-server took it. */
@@ -245,7 +245,7 @@ export class Telemetry {
     if (code < 200 || (code >= 300 && code < 400)) return
     const first = typeof text === "string" ? text : text[0] ?? ""
     if (code >= 400) this.rejected(record, code, added === "" ? ENHANCED.exec(first)?.[1] : added, replyLine(code, added, first), verb)
-    else if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, first))
+    else if (code === 250 && verb === "DATA") this.accepted(record, code, added, first)
     else if (code === 235) {
       this.count(SmtpMetrics.authAttempts("success"))
       this.logging.info("authenticated", { ...this.client(record.session), user: seen.attempt })
@@ -296,19 +296,21 @@ export class Telemetry {
     })
   }
 
-  private accepted(record: Observed, reply: string): void {
+  private accepted(record: Observed, code: number, added: string, text: string): void {
     const session = record.session
     const seen = record.seen
     this.count(SmtpMetrics.messagesAccepted)
     this.count(SmtpMetrics.messageSize, seen.size)
+    const span = seen.phaseSpan
+    if (span === undefined && !this.logging.infoEnabled) return
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : ""
     const recipients = session.envelope.rcptTo.length
-    const span = seen.phaseSpan
     if (span !== undefined) {
       span.attribute("smtp.mail_from", sender)
       span.attribute("smtp.rcpt_count", recipients)
       span.attribute("smtp.message.size", seen.size)
     }
+    const reply = replyLine(code, added, text)
     this.logging.info("message accepted", {
       ...this.client(session),
       id: seen.queueId,
@@ -343,6 +345,7 @@ export class Telemetry {
       if (user !== undefined) span.attribute("enduser.id", user)
       this.end(span, Exit.void)
     }
+    if (!this.logging.infoEnabled) return
     this.logging.info("connection closed", {
       ...this.client(session),
       durationMs: Date.now() - openedAt,

@@ -11,7 +11,7 @@ import * as OtlpSerialization from "effect/observability/OtlpSerialization"
 import * as OtlpTracer from "effect/observability/OtlpTracer"
 import { deliver, MessageStore, RcptTo, Reject, SmtpApp, SmtpMetrics, SmtpServer, SmtpServerConfig, staticUsers } from "../src/index.ts"
 import { SmtpTest } from "../src/testing/index.ts"
-import { collector, fixtureTls, send, spansIn } from "./support.ts"
+import { collector, connect, fixtureTls, send, serve as serveApp, spansIn } from "./support.ts"
 
 const PASSWORD = "s3cret-Pa55word"
 
@@ -89,7 +89,8 @@ describe("log lines", () => {
       expect(badLogin).toMatchObject({ code: 535, enhanced: "5.7.8" })
       expect(unknownUser).toMatchObject({ code: 550, enhanced: "5.1.1" })
       expect(logs.engine("command rejected").map((line) => line.annotations)).toEqual([
-        expect.objectContaining({ phase: "command", command: "FOO", reply: wire(unknown), code: 500, enhanced: "5.5.2", by: "engine" }),
+        // What a client sends as a command is not repeated unless it is one of SMTP's.
+        expect.objectContaining({ phase: "command", reply: wire(unknown), code: 500, enhanced: "5.5.2", by: "engine" }),
         expect.objectContaining({ phase: "auth", command: "AUTH", user: "alice", reply: wire(badLogin), enhanced: "5.7.8", by: "app" }),
         expect.objectContaining({
           phase: "rcpt_to",
@@ -369,4 +370,144 @@ describe("transcript", () => {
       expect(all).not.toContain("secret plans")
       expect(all).not.toContain(Buffer.from(PASSWORD).toString("base64"))
     }).pipe(Effect.provide(SmtpTest.layer(app, { allowInsecureAuth: true }).pipe(Layer.provideMerge(MessageStore.layerMemory)))))
+})
+
+describe("what the telemetry does not get wrong", () => {
+  it.effect("a client gone while its handler runs: no rejection line or count for the reply it never got, its span interrupted", () => {
+    const logs = captureLogs()
+    const traced = recordSpans()
+    const hanging = SmtpApp.empty.pipe(SmtpApp.onRcptTo(() => Effect.never))
+    return Effect.gen(function*() {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* SmtpTest.connect()
+        yield* client.ehlo("client.test")
+        yield* client.mailFrom("a@x.test")
+        yield* Effect.forkChild(client.rcptTo("b@x.test"))
+        yield* Effect.repeat(Effect.yieldNow, { times: 10 })
+      }))
+      yield* logsSettle
+      expect(logs.engine("command rejected")).toEqual([])
+      const series = Metric.snapshotUnsafe(yield* Effect.context<never>()).filter((snapshot) => snapshot.id === "smtp_rejections_total")
+      expect(series).toEqual([])
+      const [rcpt] = traced.spans.filter((span) => span.name === "smtp.rcpt_to")
+      expect(Exit.hasInterrupts(exitOf(rcpt!)!)).toBe(true)
+      expect(logs.engine("connection closed")).toHaveLength(1)
+    }).pipe(
+      Effect.provide(SmtpTest.layer(hanging)),
+      Effect.provide(Layer.mergeAll(logs.layer, traced.layer, Layer.succeed(Metric.MetricRegistry, new Map())))
+    )
+  })
+
+  it.effect("MAIL and RCPT pipelined, with middleware that suspends: each span ends with its own reply", () => {
+    const traced = recordSpans()
+    const suspending = SmtpApp.empty.pipe(
+      SmtpApp.onMailFrom((next) => Effect.andThen(Effect.yieldNow, Effect.withSpan(next, "app.sender"))),
+      SmtpApp.onRcptTo((next) => Effect.andThen(Effect.yieldNow, Effect.withSpan(next, "app.recipient")))
+    )
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      const replies = yield* client.pipeline(["MAIL FROM:<a@x.test>", "RCPT TO:<b@x.test>", "RCPT TO:<c@x.test>"])
+      expect(replies.map(wire)).toEqual(["250 2.1.0 Accepted", "250 2.1.5 Accepted", "250 2.1.5 Accepted"])
+      yield* client.quit
+      yield* client.closed
+      const named = (name: string) => traced.spans.filter((span) => span.name === name)
+      const attributes = (span: Tracer.Span) => Object.fromEntries(span.attributes)
+      expect(named("smtp.mail_from").map(attributes)).toEqual([
+        expect.objectContaining({ "smtp.mail_from": "a@x.test", "smtp.reply.code": 250, "smtp.reply.enhanced_code": "2.1.0" })
+      ])
+      expect(named("smtp.rcpt_to").map(attributes)).toEqual([
+        expect.objectContaining({ "smtp.rcpt_to": "b@x.test", "smtp.reply.enhanced_code": "2.1.5" }),
+        expect.objectContaining({ "smtp.rcpt_to": "c@x.test", "smtp.reply.enhanced_code": "2.1.5" })
+      ])
+      expect(named("app.sender").map(parentOf)).toEqual(named("smtp.mail_from").map((span) => span.spanId))
+      expect(named("app.recipient").map(parentOf)).toEqual(named("smtp.rcpt_to").map((span) => span.spanId))
+      for (const span of traced.spans) expect(Exit.isSuccess(exitOf(span)!), span.name).toBe(true)
+    }).pipe(Effect.provide(SmtpTest.layer(suspending)), Effect.provide(traced.layer))
+  })
+
+  it.effect("credentials sent where no AUTH takes them stay out of the transcript and the AUTH counts", () =>
+    Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      const secret = Buffer.from(PASSWORD).toString("base64")
+      // Before STARTTLS, AUTH is not offered: its response lines arrive as commands of their own.
+      expect(yield* client.command("AUTH LOGIN")).toMatchObject({ code: 500 })
+      expect(yield* client.command(secret)).toMatchObject({ code: 500 })
+      expect(yield* client.command(`AUTH\tPLAIN\t${secret}`)).toMatchObject({ code: 500 })
+      yield* client.quit
+      const lines = (yield* client.transcript).filter((line) => line.from === "client").map((line) => line.line)
+      expect(lines).toEqual(["EHLO client.test", "AUTH LOGIN", "/* secured */", "AUTH PLAIN /* secured */", "QUIT"])
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.authAttempts("failure")), (state) => state.count)).toBe(0)
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.rejections("auth", "5xx", "5.5.2")), (state) => state.count)).toBe(1)
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.rejections("command", "5xx", "5.5.2")), (state) => state.count)).toBe(2)
+    }).pipe(
+      Effect.provide(SmtpTest.layer(app, { tls: fixtureTls }).pipe(Layer.provide(MessageStore.layerMemory))),
+      Effect.provide(Layer.succeed(Metric.MetricRegistry, new Map()))
+    ))
+
+  it.live("the limit of failed logins: its 421 counts as a failure and is the engine's", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.test")
+      expect(yield* client.auth({ method: "PLAIN", username: "alice", password: "no" })).toMatchObject({ code: 535 })
+      expect(yield* client.auth({ method: "PLAIN", username: "alice", password: "no" })).toMatchObject({ code: 421, enhanced: "4.7.0" })
+      yield* client.closed
+      yield* logsSettle
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.authAttempts("failure")), (state) => state.count)).toBe(2)
+      expect(logs.engine("command rejected").map((line) => [line.annotations["code"], line.annotations["by"], line.annotations["user"]])).toEqual([
+        [535, "app", "alice"],
+        [421, "engine", "alice"]
+      ])
+    }).pipe(
+      Effect.provide(
+        SmtpTest.layer(app, { allowInsecureAuth: true, maxAuthFailures: 2, authFailureDelay: "1 millis" }).pipe(Layer.provide(MessageStore.layerMemory))
+      ),
+      Effect.provide(Layer.mergeAll(logs.layer, Layer.succeed(Metric.MetricRegistry, new Map())))
+    )
+  })
+
+  it.effect("a defect in a close handler is counted and logged once, as an Error with its cause", () => {
+    const logs = captureLogs()
+    const failing = SmtpApp.empty.pipe(SmtpApp.onClose(() => Effect.die(new Error("close bug"))))
+    return Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.quit
+      yield* client.closed
+      yield* logsSettle
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.defects("close")), (state) => state.count)).toBe(1)
+      expect(logs.engine("handler failed").map((line) => [line.level, line.annotations["phase"]])).toEqual([["Error", "close"]])
+      expect(logs.engine("close handler failed")).toEqual([])
+    }).pipe(
+      Effect.provide(SmtpTest.layer(failing)),
+      Effect.provide(Layer.mergeAll(logs.layer, Layer.succeed(Metric.MetricRegistry, new Map())))
+    )
+  })
+
+  it.live("over TCP, a reply to no command (a command line's timeout) is not blamed on the last command; AUTH before the greeting does no harm", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const server = yield* serveApp(SmtpApp.empty.pipe(deliver), { commandTimeout: "300 millis" })
+      const early = yield* connect(server.address.port)
+      // Before the greeting, which smtp-server holds back for a moment to catch clients that talk first.
+      yield* early.write("AUTH PLAIN AGFsaWNlAHg=\r\n")
+      expect(yield* early.reply).toMatch(/^421 .*You talk too soon/)
+      const client = yield* connect(server.address.port)
+      yield* client.reply
+      for (const line of ["EHLO client.test", "MAIL FROM:<a@x.test>", "RCPT TO:<b@x.test>"]) {
+        yield* client.write(`${line}\r\n`)
+        yield* client.reply
+      }
+      yield* client.write("NOOP")
+      expect(yield* client.reply).toMatch(/^421 4\.4\.2 /)
+      yield* client.closed
+      yield* Effect.sleep("50 millis")
+      const timedOut = logs.engine("command rejected").filter((line) => line.annotations["code"] === 421).at(-1)
+      expect(timedOut?.annotations).toMatchObject({ phase: "command", sender: "a@x.test" })
+      expect(timedOut?.annotations["command"]).toBeUndefined()
+      expect(timedOut?.annotations["recipient"]).toBeUndefined()
+      expect(yield* send(server.address.port, { from: "a@x.test", to: "b@x.test", text: "still serving" })).toMatchObject({ ok: true })
+    }).pipe(Effect.provide(Layer.mergeAll(logs.layer, MessageStore.layerMemory)))
+  })
 })

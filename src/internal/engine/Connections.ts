@@ -14,14 +14,16 @@ import type * as Fiber from "effect/Fiber"
 import type * as Option from "effect/Option"
 import type * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server"
+import type { PhaseName } from "../../layers/SmtpMetrics.ts"
 import type { PhaseReply } from "../../phases/Accept.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
 import type * as SmtpSession from "../../services/SmtpSession.ts"
 import type * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { Connection } from "./Hooks.ts"
-import type { Seen } from "./Telemetry.ts"
+import type * as Transcript from "./Transcript.ts"
 
 /** An open transaction: its envelope object in smtp-server marks which one it is. */
 export interface Transaction<Cs, Ts, R> {
@@ -31,6 +33,36 @@ export interface Transaction<Cs, Ts, R> {
   readonly ref: Ref.Ref<SmtpTransaction.State>
   /** Everything a transaction phase sees: the app's services, the connection's and the transaction's. */
   readonly context: Context.Context<R | SmtpSession.SmtpSession | PhaseReply | Cs | SmtpTransaction.SmtpTransaction | Ts>
+}
+
+/** A run of a phase, as telemetry follows it. */
+export interface PhaseRun {
+  readonly name: PhaseName
+  /** When it started (for its duration), or -1 without metrics. */
+  readonly start: number
+  /** Its span, when tracing. */
+  readonly span: Tracer.Span | undefined
+}
+
+/** What telemetry keeps for a connection. */
+export interface Seen {
+  /** When smtp-server made the connection ready for its greeting (a port probe gone before never is). */
+  openedAt: number | undefined
+  /** The connection's span, when tracing. */
+  span: Tracer.Span | undefined
+  /** The run whose command is being handled, from its start to its reply. */
+  run: PhaseRun | undefined
+  /** Who decided the next rejection: the app's middleware, or the engine (smtp-server, the policy, a limit, the guard). */
+  by: "app" | "engine"
+  /** The id the data phase named the message by (`Accept.queued`). */
+  queueId: string | undefined
+  /** The last message's size, and the message bytes of the connection. */
+  size: number
+  bytes: number
+  /** The user name of the AUTH being tried. */
+  attempt: string | undefined
+  /** The commands and replies, with the `transcript` setting. */
+  readonly transcript: Transcript.Transcript | undefined
 }
 
 /** What a phase runs for: a connection, as the phase runner sees it. */

@@ -106,7 +106,7 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
   const hooks: Hooks.Hooks<ConnectionRecord<Cs, Ts, R>> = {
     admit: (client) => registry.limitFor(client),
     refused: (socket, client, rejection) => {
-      telemetry.refused(client, rejection)
+      telemetry.refused(client, rejection, true)
       socket.on("error", () => undefined)
       // Reads and drops what the client sends, so its FIN is seen, and never holds the socket for long.
       socket.resume()
@@ -125,13 +125,14 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
     draining: (record) => record.draining,
     disabledCommands: (secure) => secure || settings.allowInsecureAuth ? disabled : disabledBeforeTls,
     lineOpen: (record, open) => deadlines.line(record, open),
-    received: (record, line) => telemetry.received(record, line),
-    replied: (record, code, enhanced, text, verb) => {
+    dropped: (client, rejection) => telemetry.refused(client, rejection, false),
+    received: (record, line, sasl) => telemetry.received(record, line, sasl),
+    replied: (record, code, enhanced, text, verb, gone) => {
       const connection = record.connection
       // Counted as smtp-server's session does not: transactions when they start, messages when they are accepted.
       if (code === 250 && verb === "MAIL") record.started++
       else if (code === 250 && verb === "DATA") record.messages++
-      telemetry.replied(record, code, enhanced, text, verb)
+      telemetry.replied(record, code, enhanced, text, verb, gone)
       deadlines.replies(record, stalled)
       // While the server shuts down, the reply that ends a connection's last piece of work is followed by 421.
       const final = code >= 200 && !(code >= 300 && code < 400) && code !== 421
@@ -178,7 +179,10 @@ export const make = Effect.fnUntraced(function*<Cs, Ts, R, U extends UserKey>(
     logger: logging.smtpServer,
     onConnect: phases.connect,
     // Always: every TLS session is counted, with secure middleware or without.
-    onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: Hooks.ReplyError | null) => void) => phases.secure(session, done),
+    onSecure: (_socket: unknown, session: SMTPServerSession, done: (error: Hooks.ReplyError | null) => void) => {
+      telemetry.secured(recordOf(session))
+      phases.secure(session, done)
+    },
     ...(app.auth.length > 0 ? { onAuth: phases.auth } : {}),
     // The envelope is tracked through MAIL and RCPT whenever any transaction phase has middleware.
     ...(app.mailFrom.length > 0 || app.rcptTo.length > 0 || app.data.length > 0 ? { onMailFrom: phases.mailFrom, onRcptTo: phases.rcptTo } : {}),

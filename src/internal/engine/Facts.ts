@@ -18,8 +18,8 @@ export const phaseNames: Readonly<Record<Phase, PhaseName>> = {
   close: "close"
 }
 
-/** The phase a command belongs to, when no phase run says. */
-export const phaseOfVerb = (verb: string, command: string): PhaseName => {
+/** The phase a command belongs to, when no phase run says; "" (no command, or not one of SMTP's) is `command`. */
+export const phaseOfVerb = (verb: string): PhaseName => {
   switch (verb) {
     case "MAIL":
       return "mail_from"
@@ -34,12 +34,21 @@ export const phaseOfVerb = (verb: string, command: string): PhaseName => {
       return "secure"
     case "XCLIENT":
       return "connect"
-    // No verb: before the first command (the greeting), or a response within an AUTH exchange.
-    case "":
-      return command === "" ? "connect" : "auth"
     default:
       return "command"
   }
+}
+
+/** SMTP's commands: a line's verb is one of them, or none. */
+export const VERBS: ReadonlySet<string> = new Set([
+  "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", "XCLIENT", "XFORWARD"
+])
+
+/** The verb of a command line, if it is one of SMTP's; otherwise "" (what a client sent is not repeated). */
+export const verbOf = (line: Buffer): string => {
+  const end = line.indexOf(0x20)
+  const verb = line.toString("latin1", 0, end === -1 ? Math.min(line.length, 9) : Math.min(end, 9)).toUpperCase()
+  return VERBS.has(verb) ? verb : ""
 }
 
 /** The enhanced code a reply's own text starts with. */

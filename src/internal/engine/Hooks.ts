@@ -41,7 +41,7 @@ export interface Connection {
   acceptWith(reply: SmtpReply, accept: () => void): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
-  /** The command line being handled, credentials redacted (as smtp-server's own log has it). */
+  /** The command line being handled, as the client sent it (the engine reads MAIL and RCPT addresses off it). */
   readonly command: string
   /** The socket smtp-server reads and writes now (the TLS one after STARTTLS). */
   readonly socket: Duplex
@@ -83,13 +83,16 @@ export interface Hooks<C> {
   readonly handingOver: (record: C) => void
   /** After an XCLIENT, and whether it handed the session over (with a NAME or without): a rejection for the client, or none. */
   readonly proxied: (record: C, handover: "none" | "named" | "unnamed", answer: (rejection: Reject.SmtpRejection | undefined) => void) => void
-  /** A command line was read (credentials redacted). */
-  readonly received: (record: C, line: string) => void
+  /** A command line was read: `sasl`, a response within an AUTH exchange. */
+  readonly received: (record: C, line: Buffer, sasl: boolean) => void
+  /** A connection a limit refused before its TLS handshake: dropped, as nothing can be said to it. */
+  readonly dropped: (client: string, rejection: Reject.SmtpRejection) => void
   /**
-   * A reply was sent to the command `verb` (`DATA` for the reply to the message too): its code, the enhanced code
-   * smtp-server put after it ("" for none) and its text (a line, or the lines of a multi-line reply).
+   * A reply was sent to the command `verb` ("" for none, `AUTH` within an AUTH exchange, `DATA` for the reply to
+   * the message too): its code, the enhanced code smtp-server put after it ("" for none) and its text (a line, or
+   * the lines of a multi-line reply). `gone`: the client had gone, and nothing was written.
    */
-  readonly replied: (record: C, code: number, enhanced: string, text: string | ReadonlyArray<string>, verb: string) => void
+  readonly replied: (record: C, code: number, enhanced: string, text: string | ReadonlyArray<string>, verb: string, gone: boolean) => void
   /** The connection starts STARTTLS. */
   readonly upgrading: (record: C) => void
   /** Arms the deadline of a TLS handshake. */

@@ -67,13 +67,19 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
       ? (data, template, ...args) => {
         if (typeof data === "string") return smtpServerLine(level)({}, data, template, ...args)
         const fields = data ?? {}
-        const at = level === "Warn" && isClientGone(fields["err"]) ? "Debug" : level
+        const error = fields["err"]
+        const at = level === "Warn" && isClientGone(error) ? "Debug" : level
         if (!enabled(at)) return
         run(Effect.logWithLevel(at)(format(template ?? "", ...args)).pipe(
           Effect.annotateLogs(defined({
             component: "smtp-server",
             sessionId: typeof fields["cid"] === "string" ? fields["cid"] : undefined,
-            remoteAddress: typeof fields["host"] === "string" ? fields["host"] : undefined,
+            // A socket's error carries its client's address (smtp-server's `_onError` puts it there).
+            remoteAddress: typeof fields["host"] === "string"
+              ? fields["host"]
+              : typeof error === "object" && error !== null && "remoteAddress" in error && typeof error.remoteAddress === "string"
+              ? error.remoteAddress
+              : undefined,
             tnx: typeof fields["tnx"] === "string" ? fields["tnx"] : undefined
           }))
         ))

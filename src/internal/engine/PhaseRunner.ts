@@ -96,7 +96,7 @@ export class PhaseRunner<R> {
   }
 
   /** The context a run of `phase` starts in: its inputs, annotated for the logs and marked for the chain. */
-  context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>, run: Run = newRun()): Context.Context<I> {
+  context<I>(record: PhaseHost, phase: Phase, inputs: Context.Context<I>, run: Run = newRun(), span = record.seen.run?.span): Context.Context<I> {
     // The phase's inputs are the same services each time (with other values): their annotations are made once.
     const annotations = record.annotations[phase]
     const annotated = annotations === undefined
@@ -105,7 +105,6 @@ export class PhaseRunner<R> {
     record.annotations[phase] ??= Context.get(annotated, References.CurrentLogAnnotations)
     run.keys = this.keysOf(phase, inputs)
     // The phase's span, when tracing: the middleware's own spans nest under it.
-    const span = record.seen.phaseSpan
     const context = Context.add(span === undefined ? annotated : Context.add(annotated, Tracer.ParentSpan, span), PhaseRun, run)
     run.context = context
     return context
@@ -125,12 +124,12 @@ export class PhaseRunner<R> {
   ): Fiber.Fiber<A, E | Reject.SmtpRejection> | undefined {
     record.snapshot = undefined
     const run = newRun()
-    const start = this.telemetry.started(record, phase)
+    const observed = this.telemetry.started(record, phase)
     const fiber = Effect.isEffect(inputs)
       ? Effect.runForkWith(this.annotated(record, phase, this.services))(
-        Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready, run)))
+        Effect.flatMap(inputs, (ready) => Effect.setContext(body, this.context(record, phase, ready, run, observed.span)))
       )
-      : Effect.runForkWith(this.context(record, phase, inputs, run))(body)
+      : Effect.runForkWith(this.context(record, phase, inputs, run, observed.span))(body)
     let timedOut = false
     const decide = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
       if (timedOut) return answer(Exit.fail(Reject.timedOut), undefined)
@@ -144,9 +143,9 @@ export class PhaseRunner<R> {
       answer(exit, run.reply)
     }
     const settle = (exit: Exit.Exit<A, E | Reject.SmtpRejection>): void => {
-      this.telemetry.settled(record, phase, start, exit)
+      this.telemetry.settled(record, observed, exit)
       decide(exit)
-      this.telemetry.finished(record, phase, exit)
+      this.telemetry.finished(record, observed, exit)
     }
     const now = fiber.pollUnsafe()
     if (now !== undefined) return void settle(now)

@@ -153,13 +153,13 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
   private readonly ended = (
     record: ConnectionRecord<Cs, Ts, R>,
     state: ConnectionRecord<Cs, Ts, R>["state"],
-    session: { readonly id: string; readonly remoteAddress: string } = record.session
+    session: { readonly id: string; readonly remoteAddress: string; readonly remotePort: number } = record.session
   ): Effect.Effect<void> => {
     if (this.app.close.length === 0 || state === undefined) return Effect.void
     const close = () => Effect.setContext(this.chains.close, this.runner.context(record, "close", state))
-    return this.telemetry.traced(record, "close", close).pipe(
+    return this.telemetry.traced(record, "close", close, session).pipe(
       Effect.timeoutOrElse({ duration: this.settings.phaseTimeouts.close, orElse: () => Effect.fail(Reject.timedOut) }),
-      Effect.catchCause((cause) => Effect.annotateLogs(Effect.logWarning("close handler failed", cause), "component", "effect-smtp")),
+      Effect.catchCause((cause) => this.telemetry.closeFailed(cause)),
       Effect.annotateLogs({ sessionId: session.id, remoteAddress: session.remoteAddress, phase: "close" })
     )
   }
@@ -213,9 +213,8 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
   }
 
   readonly secure = (session: SMTPServerSession, done: Done): void => {
-    const record = this.recordOf(session)
-    this.telemetry.secured(record)
     if (this.app.secure.length === 0) return done(null)
+    const record = this.recordOf(session)
     const tls = snapshot(record).tls
     const inputs = record.state === undefined || Option.isNone(tls)
       ? Effect.fail(Reject.internalError)
@@ -391,7 +390,7 @@ export class Phases<Cs, Ts, R, U extends UserKey> {
       Effect.ensuring(Scope.close(record.scope, Exit.void)),
       Effect.ensuring(Effect.sync(() => {
         this.telemetry.closed(record)
-        this.observer?.sessionEnded(session.id, snapshot(record), record.state, record.seen.transcript ?? [])
+        this.observer?.sessionEnded(session.id, snapshot(record), record.state, record.seen.transcript?.lines ?? [])
         this.registry.closed(record)
       }))
     )

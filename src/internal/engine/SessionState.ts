@@ -26,7 +26,7 @@ import * as SmtpSession from "../../services/SmtpSession.ts"
 import * as SmtpTransaction from "../../services/SmtpTransaction.ts"
 import type { ConnectionRecord, Transaction } from "./Connections.ts"
 import type { Connection } from "./Hooks.ts"
-import type { Seen } from "./Telemetry.ts"
+import type { Seen } from "./Connections.ts"
 
 const optionalText = (value: string | false | null | undefined): Option.Option<string> =>
   typeof value === "string" && value !== "" ? Option.some(value) : Option.none()
@@ -157,7 +157,7 @@ export class SessionState<Cs, Ts, R> {
   /** A new connection's record; without connection state, its state is there at once. */
   open(connection: Connection, draining: boolean, seen: Seen): ConnectionRecord<Cs, Ts, R> {
     const session = connection.session
-    const current = SmtpSession.make(session.id, () => record.snapshot ??= snapshot(record), seen.transcript)
+    const current = SmtpSession.make(session.id, () => record.snapshot ??= snapshot(record), seen.transcript?.lines)
     const record: ConnectionRecord<Cs, Ts, R> = {
       connection,
       session,

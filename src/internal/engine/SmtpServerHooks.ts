@@ -21,6 +21,7 @@ import * as Reject from "../../phases/Reject.ts"
 import * as CommandPolicy from "./CommandPolicy.ts"
 import type { Connection, Hooks, Peer, Server, StreamSocket } from "./Hooks.ts"
 import * as DataInput from "./DataInput.ts"
+import * as Facts from "./Facts.ts"
 import { PipelinedInput } from "./PipelinedInput.ts"
 
 /** Members this module overrides or calls (methods, on the prototypes) and reads (fields, on fresh instances). */
@@ -31,7 +32,7 @@ const internals = {
   },
   SMTPConnection: {
     methods: ["init", "connectionReady", "_createParser", "send", "close", "upgrade", "_armTimeout", "_onClose", "_onCommand", "_sendGreeting",
-      "handler_XCLIENT", "_proxyCommandAllowed", "_redactCredentials", "_getEnhancedStatusCode"],
+      "handler_XCLIENT", "_proxyCommandAllowed", "_getEnhancedStatusCode"],
     fields: ["_server", "_socket", "_parser", "_nextHandler", "_upgrading", "_closing", "_closed", "session", "secure", "tlsOptions", "openingCommand", "clientHostname"]
   },
   SMTPStream: {
@@ -53,9 +54,7 @@ export const missing = (): ReadonlyArray<string> => {
   const absent: Array<string> = []
   for (const name of ["SMTPServer", "SMTPConnection", "SMTPStream"] as const) {
     const [prototype, instance] = classes[name]
-    for (const method of internals[name].methods) {
-      if (typeof Reflect.get(prototype, method) !== "function") absent.push(`${name}.${method}`)
-    }
+    for (const method of internals[name].methods) if (typeof Reflect.get(prototype, method) !== "function") absent.push(`${name}.${method}`)
     for (const field of internals[name].fields) if (!(field in instance)) absent.push(`${name}.${field}`)
   }
   return absent
@@ -144,8 +143,8 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   readonly client: string
   private readonly release: () => void
   private greeted = false
-  /** The command line being handled, credentials redacted, and its verb ("" in an AUTH exchange). */
-  command = ""
+  /** The command line being handled, and its verb until its final reply: a known one, `AUTH` for a SASL response, or "". */
+  private line: Buffer = Buffer.alloc(0)
   private verb = ""
   /** The reply to send in place of smtp-server's next 250, while `acceptWith` runs. */
   private accepted: SmtpReply | undefined = undefined
@@ -171,7 +170,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   get saslResponse(): boolean { return this._nextHandler !== false }
   get helo(): boolean { return this.openingCommand === "HELO" }
   get authenticated(): boolean { return Boolean(this.session.user) }
-  get inTransaction(): boolean { return Boolean(this.session.envelope.mailFrom) }
+  // smtp-server makes the envelope when it greets: a client may talk before.
+  get inTransaction(): boolean { return Boolean(this.session.envelope?.mailFrom) }
+  get command(): string { return this.line.toString() }
   get draining(): boolean { return this.hooks.draining(this.record) }
   mayProxy(verb: "XCLIENT" | "XFORWARD"): boolean { return this._proxyCommandAllowed(verb, verb === "XCLIENT" ? "useXClient" : "useXForward") }
   ahead(): number { return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength }
@@ -204,11 +205,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
       return void setImmediate(() => this.ended || this._onCommand(command, callback))
     }
     this.waited = false
-    const line = command.toString()
-    const name = line.split(" ", 1)[0]!.toUpperCase()
-    this.command = this._redactCredentials(name, line).line
-    this.verb = verdict._tag === "Pass" ? verdict.verb : this.saslResponse ? "" : name
-    this.hooks.received(this.record, this.command)
+    this.line = command
+    this.verb = this.saslResponse ? "AUTH" : Facts.verbOf(command)
+    this.hooks.received(this.record, command, this.saslResponse)
     if (verdict._tag === "Refuse") return this.refuse(verdict.rejection)
     if (verdict.junk) this.junkCommands++
     if (verdict._tag === "Reject") {
@@ -237,7 +236,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
     }
     // Rejections carry their own enhanced code: keep smtp-server from adding a second one.
     super.send(code, data, own ? false : context)
-    this.hooks.replied(this.record, code, this._getEnhancedStatusCode(code, own ? false : context), data ?? "", this.verb)
+    this.hooks.replied(this.record, code, this._getEnhancedStatusCode(code, own ? false : context), data ?? "", this.verb, this._socket.destroyed)
+    // After its final reply, no command is being handled: a later reply (a timeout's, shutdown's) answers none.
+    if (code >= 200 && (code < 300 || code >= 400)) this.verb = ""
     if (code === 421 && own) this.close()
   }
 
@@ -369,7 +370,7 @@ class HookedServer<C> extends SMTPServer implements Server {
     const client = socket.remoteAddress ?? ""
     const refused = this.hooks.admit(client)
     if (refused !== undefined) {
-      this.logger.info({ host: client, tnx: "refused" }, "refused %s before its TLS handshake: %s", client, refused.message)
+      this.hooks.dropped(client, refused)
       socket.on("error", () => undefined)
       socket.destroy()
       return false

@@ -6,8 +6,9 @@
  * span (`smtp.mail_from`, …) that the phase's middleware spans nest under.
  * A phase span ends with the reply to its command, so it carries the reply as
  * the client read it; a phase without a reply (secure, close) ends with its
- * run. Spans are made only when the app's context has a tracer other than
- * Effect's native one (which exports nothing): otherwise they cost nothing.
+ * run, and one whose client left, as interrupted. Spans are made only when
+ * the app's context has a tracer other than Effect's native one (which
+ * exports nothing): otherwise they cost nothing.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -21,39 +22,17 @@ import * as Tracer from "effect/Tracer"
 import type { SMTPServerSession } from "smtp-server"
 import type { Settings } from "../../layers/SmtpServerConfig.ts"
 import * as SmtpMetrics from "../../layers/SmtpMetrics.ts"
-import type * as Reject from "../../phases/Reject.ts"
+import * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
-import type { TranscriptLine } from "../../services/SmtpSession.ts"
 import type { Connection } from "./Hooks.ts"
 import { addressIn, ENHANCED, heloOf, phaseNames, phaseOfVerb, replyLine, tlsOf, userOf } from "./Facts.ts"
 import * as Logging from "./Logging.ts"
+import * as Transcript from "./Transcript.ts"
+import type { PhaseRun, Seen } from "./Connections.ts"
 
 /** A failed reply, as a span's exit sees it. */
 class SmtpReplyError extends Error {
   override readonly name = "SmtpReplyError"
-}
-
-/** What telemetry keeps for a connection. */
-export interface Seen {
-  /** When smtp-server made the connection ready for its greeting (a port probe gone before never is). */
-  openedAt: number | undefined
-  /** The connection's span, when tracing. */
-  span: Tracer.Span | undefined
-  /** The span of the phase being run and answered, when tracing. */
-  phaseSpan: Tracer.Span | undefined
-  /** The phase whose command is being handled, from the start of its run to its reply. */
-  phase: SmtpMetrics.PhaseName | undefined
-  /** Who decided the next rejection: the app's middleware, or the engine (smtp-server, the policy, the guard). */
-  by: "app" | "engine"
-  /** The id the data phase named the message by (`Accept.queued`). */
-  queueId: string | undefined
-  /** The last message's size, and the message bytes of the connection. */
-  size: number
-  bytes: number
-  /** The user name of the AUTH being tried. */
-  attempt: string | undefined
-  /** The commands and replies, with the `transcript` setting. */
-  readonly transcript: Array<TranscriptLine> | undefined
 }
 
 /** What telemetry reads of a connection. */
@@ -65,9 +44,12 @@ export interface Observed {
   readonly messages: number
 }
 
-/** A run of a phase: when it started (for its duration), or -1 without metrics. */
-export type RunStart = number
-
+/** The client a span or line is about. */
+interface Client {
+  readonly id: string
+  readonly remoteAddress: string
+  readonly remotePort: number
+}
 
 /** The engine's telemetry, with the app's services (its logger, metric registry and tracer). */
 export class Telemetry {
@@ -82,9 +64,17 @@ export class Telemetry {
     this.logging = Logging.make(services, run)
     this.metrics = settings.metrics ? services : undefined
     // The series with a fixed set of labels are there from the start, at zero: a dashboard needs no first event.
-    const counters = [SmtpMetrics.connectionsOpened, SmtpMetrics.messagesAccepted, SmtpMetrics.receivedBytes, SmtpMetrics.connectionsActive]
-    const labelled = [SmtpMetrics.tlsSessions("starttls"), SmtpMetrics.tlsSessions("implicit"), SmtpMetrics.authAttempts("success"), SmtpMetrics.authAttempts("failure")]
-    if (this.metrics !== undefined) for (const metric of [...counters, ...labelled]) metric.modifyUnsafe(0, this.metrics)
+    const fixed = [
+      SmtpMetrics.connectionsOpened,
+      SmtpMetrics.connectionsActive,
+      SmtpMetrics.messagesAccepted,
+      SmtpMetrics.receivedBytes,
+      SmtpMetrics.tlsSessions("starttls"),
+      SmtpMetrics.tlsSessions("implicit"),
+      SmtpMetrics.authAttempts("success"),
+      SmtpMetrics.authAttempts("failure")
+    ]
+    if (this.metrics !== undefined) for (const metric of fixed) metric.modifyUnsafe(0, this.metrics)
     const tracer = Context.get(services, Tracer.Tracer)
     this.tracer = tracer !== Tracer.nativeTracer && Context.get(services, References.TracerEnabled) ? tracer : undefined
     this.clock = Context.get(services, Clock.Clock)
@@ -96,14 +86,13 @@ export class Telemetry {
     return {
       openedAt: undefined,
       span: undefined,
-      phaseSpan: undefined,
-      phase: undefined,
+      run: undefined,
       by: "engine",
       queueId: undefined,
       size: 0,
       bytes: 0,
       attempt: undefined,
-      transcript: this.transcript ? [] : undefined
+      transcript: this.transcript ? Transcript.make() : undefined
     }
   }
 
@@ -131,7 +120,7 @@ export class Telemetry {
     if (span !== undefined && span.status._tag === "Started") span.end(this.clock.currentTimeNanosUnsafe(), exit)
   }
 
-  /** The client's facts, for log lines and spans. */
+  /** The client's facts, for log lines. */
   private client(session: SMTPServerSession) {
     return { sessionId: session.id, remoteAddress: session.remoteAddress }
   }
@@ -150,66 +139,92 @@ export class Telemetry {
       "server.port": session.localPort,
       "network.transport": "tcp"
     })
-    if (this.logging.infoEnabled) this.logging.info("connection opened", { ...this.client(session), remotePort: session.remotePort, localPort: session.localPort })
+    if (!this.logging.infoEnabled) return
+    this.logging.info("connection opened", { ...this.client(session), remotePort: session.remotePort, localPort: session.localPort })
   }
 
-  /** A connection a limit refused, before smtp-server took it. */
-  refused(client: string, rejection: Reject.SmtpRejection): void {
+  /** A connection a limit refused before smtp-server took it: `answered` with the rejection, or dropped. */
+  refused(client: string, rejection: Reject.SmtpRejection, answered: boolean): void {
     const replyClass = rejection.code >= 500 ? "5xx" : "4xx"
     if (this.metrics !== undefined) SmtpMetrics.rejections("connect", replyClass, rejection.enhanced).updateUnsafe(1, this.metrics)
     this.logging.info("connection refused", {
       remoteAddress: client,
       phase: "connect",
-      reply: rejection.line,
+      reply: answered ? rejection.line : undefined,
       code: rejection.code,
       enhanced: rejection.enhanced,
       by: "engine"
     })
   }
 
-  /** A run of `phase` starts. */
-  started(record: Observed, phase: Phase): RunStart {
-    const seen = record.seen
+  /** A run of `phase` starts, for `client` (the connection's, or the proxy's a handover ends). */
+  started(record: Observed, phase: Phase, client: Client = record.session): PhaseRun {
     const name = phaseNames[phase]
-    seen.phase = name
-    if (this.tracer !== undefined) {
-      this.end(seen.phaseSpan, Exit.void)
-      seen.phaseSpan = this.span(`smtp.${name}`, seen.span, {
-        "smtp.session.id": record.session.id,
-        "client.address": record.session.remoteAddress,
-        "client.port": record.session.remotePort
-      })
-    }
-    return this.metrics === undefined ? -1 : performance.now()
+    const span = this.tracer === undefined ? undefined : this.span(`smtp.${name}`, record.seen.span, {
+      "smtp.session.id": client.id,
+      "client.address": client.remoteAddress,
+      "client.port": client.remotePort
+    })
+    const run: PhaseRun = { name, start: this.metrics === undefined ? -1 : performance.now(), span }
+    record.seen.run = run
+    return run
   }
 
-  /** A run of `phase` has ended with `exit`, about to be answered. */
-  settled(record: Observed, phase: Phase, start: RunStart, exit: Exit.Exit<unknown, unknown>): void {
-    if (start >= 0) this.count(SmtpMetrics.phaseDuration(phaseNames[phase]), (performance.now() - start) / 1000)
-    // A typed failure is the app's verdict; where the message's reply comes later, the data phase says whose it is.
-    if (Exit.isFailure(exit) && Cause.hasFails(exit.cause)) record.seen.by = "app"
+  /** A run has ended with `exit`, about to be answered. */
+  settled(record: Observed, run: PhaseRun, exit: Exit.Exit<unknown, unknown>): void {
+    if (run.start >= 0) this.count(SmtpMetrics.phaseDuration(run.name), (performance.now() - run.start) / 1000)
+    if (Exit.isSuccess(exit)) return
+    // A typed failure is the app's verdict, except the engine's own limit on failed logins; where the message's
+    // reply comes later, the data phase says whose it is.
+    const error = Cause.findErrorOption(exit.cause)
+    if (Option.isNone(error)) return
+    record.seen.by = error.value === Reject.tooManyAuthFailures ? "engine" : "app"
+    // The app's auth chain refused the credentials (or the limit of failures was reached).
+    if (run.name === "auth") this.count(SmtpMetrics.authAttempts("failure"))
   }
 
-  /** A run of `phase` has been answered (its reply ended its span), or has no reply to wait for (secure, close). */
-  finished(record: Observed, phase: Phase, exit: Exit.Exit<unknown, unknown>): void {
-    const seen = record.seen
-    if (phase === "data" || seen.phaseSpan === undefined) return
-    if (phase === "secure") seen.phaseSpan.attribute("tls.protocol.version", tlsOf(record.session))
-    this.end(seen.phaseSpan, exit)
-    seen.phaseSpan = undefined
-    seen.phase = undefined
+  /** A run has been answered (its reply ended its span), or has no reply to wait for (secure, close). */
+  finished(record: Observed, run: PhaseRun, exit: Exit.Exit<unknown, unknown>): void {
+    // The reply to a message comes once it is drained.
+    if (run.name === "data") return
+    if (run.name === "secure") run.span?.attribute("tls.protocol.version", tlsOf(record.session))
+    this.end(run.span, exit)
+    if (record.seen.run === run) record.seen.run = undefined
   }
 
-  /** A handler failed with a defect: answered `451 4.3.0`. */
+  /**
+   * `body()`, a run of `phase` outside the runner (a close phase's, the proxy's before a handover), timed and
+   * traced as the runner's are; the run it interrupts, if any, is the connection's again after it.
+   */
+  traced<A, E, R>(record: Observed, phase: Phase, body: () => Effect.Effect<A, E, R>, client: Client = record.session): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      const previous = record.seen.run
+      const run = this.started(record, phase, client)
+      return Effect.onExit(body(), (exit) =>
+        Effect.sync(() => {
+          this.settled(record, run, exit)
+          if (Exit.isFailure(exit) && Cause.hasDies(exit.cause)) this.defect(record, phase, exit.cause)
+          this.finished(record, run, exit)
+          if (record.seen.run === undefined) record.seen.run = previous
+        }))
+    })
+  }
+
+  /** A handler failed with a defect: answered `451 4.3.0`, or (at close) logged only. */
   defect(record: Observed, phase: Phase, cause: Cause.Cause<unknown>): void {
     this.count(SmtpMetrics.defects(phaseNames[phase]))
-    record.seen.phaseSpan?.attribute("error.type", "defect")
+    record.seen.run?.span?.attribute("error.type", "defect")
     this.logging.error("handler failed", cause, { ...this.client(record.session), phase: phaseNames[phase] })
   }
 
-  /** A command line (credentials redacted). */
-  received(record: Observed, line: string): void {
-    record.seen.transcript?.push({ from: "client", line })
+  /** A close phase failed: a defect has its line already (`traced`), a rejection or a timeout gets one here. */
+  closeFailed(cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    return Cause.hasDies(cause) ? Effect.void : Effect.annotateLogs(Effect.logWarning("close handler failed", cause), "component", "effect-smtp")
+  }
+
+  /** A command line: in the transcript, credentials redacted. */
+  received(record: Observed, line: Buffer, sasl: boolean): void {
+    if (record.seen.transcript !== undefined) Transcript.client(record.seen.transcript, line, sasl)
   }
 
   /** A message's bytes were all read (or the client left): `size` of them. */
@@ -225,62 +240,73 @@ export class Telemetry {
     record.seen.span?.attribute("tls.protocol.version", tlsOf(record.session))
   }
 
-  /** `run()`, a run of `phase` outside the runner (the close phase's), timed and traced as the runner's are. */
-  traced<A, E, R>(record: Observed, phase: Phase, run: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.suspend(() => {
-      const start = this.started(record, phase)
-      return Effect.onExit(run(), (exit) =>
-        Effect.sync(() => {
-          this.settled(record, phase, start, exit)
-          this.finished(record, phase, exit)
-        }))
-    })
-  }
-
-  /** A reply was sent: its code, the enhanced code smtp-server put after it ("" for none) and its text. */
-  replied(record: Observed, code: number, added: string, text: string | ReadonlyArray<string>, verb: string): void {
+  /** A reply to `verb`: its code, the enhanced code smtp-server put after it ("" for none) and its text. */
+  replied(record: Observed, code: number, added: string, text: string | ReadonlyArray<string>, verb: string, gone: boolean): void {
     const seen = record.seen
-    seen.transcript?.push({ from: "server", line: replyLine(code, added, text) })
+    const run = seen.run
+    // Nothing was said to a client that has gone: its phase was interrupted. A message it sent whole was stored.
+    if (gone) {
+      if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, typeof text === "string" ? text : text[0] ?? ""))
+      this.end(run?.span, Exit.interrupt())
+      seen.run = undefined
+      return
+    }
+    if (seen.transcript !== undefined) Transcript.server(seen.transcript, code, added, text)
     // Intermediate replies (354, 334) are not answers.
     if (code < 200 || (code >= 300 && code < 400)) return
     const first = typeof text === "string" ? text : text[0] ?? ""
-    if (code >= 400) this.rejected(record, code, added === "" ? ENHANCED.exec(first)?.[1] : added, replyLine(code, added, first), verb)
-    else if (code === 250 && verb === "DATA") this.accepted(record, code, added, first)
+    const enhanced = added === "" ? ENHANCED.exec(first)?.[1] : added
+    if (code >= 400) this.rejected(record, run?.name ?? phaseOfVerb(verb), code, added, enhanced, first, verb)
+    else if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, first))
     else if (code === 235) {
       this.count(SmtpMetrics.authAttempts("success"))
       this.logging.info("authenticated", { ...this.client(record.session), user: seen.attempt })
     }
-    const span = seen.phaseSpan
-    if (span !== undefined) {
-      span.attribute("smtp.reply.code", code)
-      const enhanced = added === "" ? ENHANCED.exec(first)?.[1] : added
-      if (enhanced !== undefined) span.attribute("smtp.reply.enhanced_code", enhanced)
-      const address = seen.phase === "mail_from" || seen.phase === "rcpt_to" ? addressIn(record.connection.command) : undefined
-      if (address !== undefined) span.attribute(`smtp.${seen.phase}`, address)
-      const helo = heloOf(record.session)
-      if (helo !== undefined) span.attribute("smtp.helo", helo)
-      this.end(span, code >= 400 ? Exit.fail(new SmtpReplyError(replyLine(code, added, first))) : Exit.void)
-      seen.phaseSpan = undefined
-    } else if (code >= 400) {
+    const span = run?.span
+    if (span !== undefined) this.answered(record, span, code, enhanced, replyLine(code, added, first))
+    else if (code >= 400) {
       seen.span?.event("smtp.rejection", this.clock.currentTimeNanosUnsafe(), { "smtp.reply.code": code, "smtp.command": verb })
     }
-    seen.phase = undefined
+    seen.run = undefined
     seen.by = "engine"
     seen.queueId = undefined
   }
 
-  private rejected(record: Observed, code: number, enhanced: string | undefined, reply: string, verb: string): void {
+  /** A phase's span gets its reply, and ends. */
+  private answered(record: Observed, span: Tracer.Span, code: number, enhanced: string | undefined, reply: string): void {
+    const session = record.session
+    const name = record.seen.run?.name
+    span.attribute("smtp.reply.code", code)
+    if (enhanced !== undefined) span.attribute("smtp.reply.enhanced_code", enhanced)
+    const helo = heloOf(session)
+    if (helo !== undefined) span.attribute("smtp.helo", helo)
+    if (name === "mail_from" || name === "rcpt_to") span.attribute(`smtp.${name}`, addressIn(record.connection.command) ?? "")
+    // smtp-server's envelope is there until the reply to the message has been sent.
+    if (name === "data") {
+      span.attribute("smtp.mail_from", session.envelope.mailFrom ? session.envelope.mailFrom.address : "")
+      span.attribute("smtp.rcpt_count", session.envelope.rcptTo.length)
+      span.attribute("smtp.message.size", record.seen.size)
+    }
+    this.end(span, code >= 400 ? Exit.fail(new SmtpReplyError(reply)) : Exit.void)
+  }
+
+  private rejected(
+    record: Observed,
+    phase: SmtpMetrics.PhaseName,
+    code: number,
+    added: string,
+    enhanced: string | undefined,
+    text: string,
+    verb: string
+  ): void {
     const session = record.session
     const seen = record.seen
-    const command = record.connection.command
-    const phase = seen.phase ?? phaseOfVerb(verb, command)
     if (this.metrics !== undefined) SmtpMetrics.rejections(phase, code >= 500 ? "5xx" : "4xx", enhanced ?? "none").updateUnsafe(1, this.metrics)
-    if (phase === "auth" && code !== 421) this.count(SmtpMetrics.authAttempts("failure"))
-    // An answer to a client that has gone (its handler interrupted) is not a rejection worth a line.
-    if (record.connection.ended && code !== 421) return
+    if (!this.logging.infoEnabled) return
+    const command = record.connection.command
     // smtp-server makes the envelope when the connection is ready: a refusal can come before.
     const envelope: SMTPServerSession["envelope"] | undefined = session.envelope
-    const sender = envelope?.mailFrom ? envelope.mailFrom.address : verb === "MAIL" ? addressIn(command) : undefined
+    const sender = verb === "MAIL" ? addressIn(command) : envelope?.mailFrom ? envelope.mailFrom.address : undefined
     this.logging.info("command rejected", {
       ...this.client(session),
       phase,
@@ -289,34 +315,25 @@ export class Telemetry {
       recipient: verb === "RCPT" ? addressIn(command) : undefined,
       recipients: verb === "DATA" ? envelope?.rcptTo.length : undefined,
       user: phase === "auth" ? seen.attempt : userOf(session),
-      reply,
+      reply: replyLine(code, added, text),
       code,
       enhanced,
       by: seen.by
     })
   }
 
-  private accepted(record: Observed, code: number, added: string, text: string): void {
+  private accepted(record: Observed, reply: string): void {
     const session = record.session
     const seen = record.seen
     this.count(SmtpMetrics.messagesAccepted)
     this.count(SmtpMetrics.messageSize, seen.size)
-    const span = seen.phaseSpan
-    if (span === undefined && !this.logging.infoEnabled) return
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : ""
-    const recipients = session.envelope.rcptTo.length
-    if (span !== undefined) {
-      span.attribute("smtp.mail_from", sender)
-      span.attribute("smtp.rcpt_count", recipients)
-      span.attribute("smtp.message.size", seen.size)
-    }
-    const reply = replyLine(code, added, text)
+    if (!this.logging.infoEnabled) return
     this.logging.info("message accepted", {
       ...this.client(session),
       id: seen.queueId,
       transaction: record.started,
-      sender,
-      recipients,
+      sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+      recipients: session.envelope.rcptTo.length,
       size: seen.size,
       tls: tlsOf(session),
       user: userOf(session),
@@ -333,8 +350,8 @@ export class Telemetry {
     if (openedAt === undefined) return
     if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(-1, this.metrics)
     // A phase the client did not wait for.
-    this.end(seen.phaseSpan, Exit.interrupt())
-    seen.phaseSpan = undefined
+    this.end(seen.run?.span, Exit.interrupt())
+    seen.run = undefined
     const span = seen.span
     if (span !== undefined) {
       span.attribute("smtp.transactions", record.started)

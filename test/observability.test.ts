@@ -302,13 +302,16 @@ describe("metrics", () => {
       yield* second.command("FOO")
       yield* second.quit
       yield* second.closed
+      const third = yield* SmtpTest.connect({ secure: true })
+      yield* third.quit
+      yield* third.closed
       const sizes = (yield* SmtpTest.messages).map((message) => message.bytes.length)
       const count = (metric: Metric.Metric<number, { readonly count: number }>) => Effect.map(Metric.value(metric), (state) => state.count)
 
-      expect(yield* count(SmtpMetrics.connectionsOpened)).toBe(2)
+      expect(yield* count(SmtpMetrics.connectionsOpened)).toBe(3)
       expect(yield* Metric.value(SmtpMetrics.connectionsActive)).toEqual({ value: 0 })
       expect(yield* count(SmtpMetrics.tlsSessions("starttls"))).toBe(1)
-      expect(yield* count(SmtpMetrics.tlsSessions("implicit"))).toBe(0)
+      expect(yield* count(SmtpMetrics.tlsSessions("implicit"))).toBe(1)
       expect(yield* count(SmtpMetrics.authAttempts("success"))).toBe(1)
       expect(yield* count(SmtpMetrics.authAttempts("failure"))).toBe(1)
       expect(yield* count(SmtpMetrics.messagesAccepted)).toBe(2)

@@ -3,20 +3,18 @@
  * lines in the format and from the level asked for; the metrics served to
  * Prometheus on the port asked for; and, where the standard
  * `OTEL_EXPORTER_OTLP_ENDPOINT` is set, traces, metrics and logs exported over
- * OTLP (HTTP, JSON) under `OTEL_SERVICE_NAME`.
+ * OTLP (HTTP, JSON) under `OTEL_SERVICE_NAME`. Effect's HTTP stack is loaded
+ * only for these: loading it makes every SMTP connection hold more memory.
  */
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
-import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as FetchHttpClient from "effect/http/FetchHttpClient"
-import * as HttpServer from "effect/http/HttpServer"
-import * as Otlp from "effect/observability/Otlp"
 import type * as OtlpExporter from "effect/observability/OtlpExporter"
 import type * as SettingsReader from "../internal/SettingsReader.ts"
 import * as SmtpMetrics from "../layers/SmtpMetrics.ts"
@@ -76,8 +74,14 @@ export const exporting = (otlp: OtlpSettings): Layer.Layer<OtlpExporter.Flusher>
     onNone: () => Layer.empty,
     // Its tracer and logger are references of the context it builds: the server built there exports through them.
     onSome: (endpoint) =>
-      Otlp.layerJson({ baseUrl: endpoint.replace(/\/+$/, ""), resource: { serviceName: otlp.serviceName } }).pipe(
-        Layer.provide(FetchHttpClient.layer)
+      Layer.unwrap(
+        Effect.promise(() => Promise.all([import("effect/observability/Otlp"), import("effect/http/FetchHttpClient")])).pipe(
+          Effect.map(([Otlp, FetchHttpClient]) =>
+            Otlp.layerJson({ baseUrl: endpoint.replace(/\/+$/, ""), resource: { serviceName: otlp.serviceName } }).pipe(
+              Layer.provide(FetchHttpClient.layer)
+            )
+          )
+        )
       )
   })
 
@@ -86,8 +90,8 @@ export const serveMetrics = (port: Option.Option<number>, host: string): Effect.
   Option.match(port, {
     onNone: () => Effect.succeedNone,
     onSome: (port) =>
-      Layer.build(SmtpMetrics.layerPrometheus({ port, host })).pipe(
-        Effect.map((context) => Option.some(`${HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)}/metrics`)),
+      Effect.all([Layer.build(SmtpMetrics.layerPrometheus({ port, host })), Effect.promise(() => import("effect/http/HttpServer"))]).pipe(
+        Effect.map(([context, HttpServer]) => Option.some(`${HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)}/metrics`)),
         Effect.mapError((error) => `cannot serve metrics on ${host}:${port}: ${describe(error.cause)}`)
       )
   })

@@ -48,6 +48,8 @@ export interface PhaseRun {
 export interface Seen {
   /** When smtp-server made the connection ready for its greeting (a port probe gone before never is). */
   openedAt: number | undefined
+  /** TLS from its first byte (an implicit TLS port): its TLS session was not a STARTTLS. */
+  implicitTls: boolean
   /** The connection's span, when tracing. */
   span: Tracer.Span | undefined
   /** The run whose command is being handled, from its start to its reply. */

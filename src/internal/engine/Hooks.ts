@@ -41,7 +41,7 @@ export interface Connection {
   acceptWith(reply: SmtpReply, accept: () => void): void
   /** Answers with `rejection` and hangs up: nothing the client sent after it is read. */
   refuse(rejection: Reject.SmtpRejection): void
-  /** The command line being handled, as the client sent it (the engine reads MAIL and RCPT addresses off it). */
+  /** The MAIL or RCPT command line being handled, as the client sent it (the engine reads its address), or "". */
   readonly command: string
   /** The socket smtp-server reads and writes now (the TLS one after STARTTLS). */
   readonly socket: Duplex

@@ -143,9 +143,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   readonly client: string
   private readonly release: () => void
   private greeted = false
-  /** The command line being handled, and its verb until its final reply: a known one, `AUTH` for a SASL response, or "". */
-  private line: Buffer = Buffer.alloc(0)
+  /** The verb of the command being handled until its final reply (a known one, `AUTH` for a SASL response, or ""), and its line if MAIL or RCPT. */
   private verb = ""
+  command = ""
   /** The reply to send in place of smtp-server's next 250, while `acceptWith` runs. */
   private accepted: SmtpReply | undefined = undefined
   /** Whether a greeting is sent at once, or held (and was asked for) while XCLIENT hands the session over. */
@@ -172,7 +172,6 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
   get authenticated(): boolean { return Boolean(this.session.user) }
   // smtp-server makes the envelope when it greets: a client may talk before.
   get inTransaction(): boolean { return Boolean(this.session.envelope?.mailFrom) }
-  get command(): string { return this.line.toString() }
   get draining(): boolean { return this.hooks.draining(this.record) }
   mayProxy(verb: "XCLIENT" | "XFORWARD"): boolean { return this._proxyCommandAllowed(verb, verb === "XCLIENT" ? "useXClient" : "useXForward") }
   ahead(): number { return (this._parser instanceof CommandParser ? this._parser.ahead : 0) + this._socket.readableLength }
@@ -205,8 +204,9 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
       return void setImmediate(() => this.ended || this._onCommand(command, callback))
     }
     this.waited = false
-    this.line = command
     this.verb = this.saslResponse ? "AUTH" : Facts.verbOf(command)
+    // Text, not the buffer: that may be a slice of a whole read of the socket, kept alive as long as it is.
+    this.command = this.verb === "MAIL" || this.verb === "RCPT" ? command.toString() : ""
     this.hooks.received(this.record, command, this.saslResponse)
     if (verdict._tag === "Refuse") return this.refuse(verdict.rejection)
     if (verdict.junk) this.junkCommands++

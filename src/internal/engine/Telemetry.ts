@@ -85,6 +85,7 @@ export class Telemetry {
   connection(): Seen {
     return {
       openedAt: undefined,
+      implicitTls: false,
       span: undefined,
       run: undefined,
       by: "engine",
@@ -129,6 +130,7 @@ export class Telemetry {
   opened(record: Observed): void {
     const session = record.session
     record.seen.openedAt = Date.now()
+    record.seen.implicitTls = session.secure
     this.count(SmtpMetrics.connectionsOpened)
     if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(1, this.metrics)
     record.seen.span = this.span("smtp.connection", undefined, {
@@ -234,9 +236,9 @@ export class Telemetry {
     this.count(SmtpMetrics.receivedBytes, size)
   }
 
-  /** A TLS session is up: by STARTTLS, or (before any command) on an implicit TLS port. */
+  /** A TLS session is up: by STARTTLS, or on an implicit TLS port. */
   secured(record: Observed): void {
-    this.count(SmtpMetrics.tlsSessions(record.connection.command === "" ? "implicit" : "starttls"))
+    this.count(SmtpMetrics.tlsSessions(record.seen.implicitTls ? "implicit" : "starttls"))
     record.seen.span?.attribute("tls.protocol.version", tlsOf(record.session))
   }
 

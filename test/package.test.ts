@@ -385,7 +385,7 @@ layer(Consumer.layer, { timeout: "5 minutes", excludeTestServices: true })("pack
     }), 60_000)
 
   for (const which of runtimes) {
-    it.effect(`effect-smtp on ${label(which)}: stores a message sent over STARTTLS in <maildir>/new/, SIGTERM exits 0`, () =>
+    it.effect(`effect-smtp on ${label(which)}: stores a message sent over STARTTLS in <maildir>/new/, serves /metrics, SIGTERM exits 0`, () =>
       Effect.gen(function*() {
         const consumer = yield* Consumer
         const { version, env } = consumer.runtime(which)
@@ -393,14 +393,17 @@ layer(Consumer.layer, { timeout: "5 minutes", excludeTestServices: true })("pack
         const maildir = path.join(yield* tempDir("effect-smtp-maildir-"), "mail")
         const server = yield* serve(consumer.bin("effect-smtp"), [], {
           cwd: consumer.dir,
-          env: { ...env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_HOSTNAME: "mx.test", SMTP_MAILDIR: maildir }
+          env: { ...env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_HOSTNAME: "mx.test", SMTP_MAILDIR: maildir, SMTP_METRICS_PORT: "0" }
         })
-        expect(server.output()).toContain(`effect-smtp listening on 127.0.0.1:${server.port}, storing to ${maildir}`)
+        expect(server.output()).toContain(`effect-smtp listening on 127.0.0.1:${server.port}, storing to ${maildir}, metrics at http://127.0.0.1:`)
         const subject = `command on ${label(which)}`
         expect(yield* sendMail(server.port, "alice@example.test", subject)).toMatch(/^250 /)
         const stored = readdirSync(path.join(maildir, "new"))
         expect(stored).toHaveLength(1)
         expect(readFileSync(path.join(maildir, "new", stored[0]!), "utf8")).toContain(`Subject: ${subject}`)
+        // The metrics endpoint, whose HTTP server the built package loads when it is asked for.
+        const metrics = /metrics at (\S+)/.exec(server.output())![1]!
+        expect(yield* Effect.promise(() => fetch(metrics).then((response) => response.text()))).toMatch(/^smtp_messages_accepted_total 1$/m)
         expect(yield* stop(server)).toMatchObject({ code: 0, signal: null })
       }), 60_000)
   }

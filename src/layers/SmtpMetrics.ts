@@ -1,9 +1,11 @@
 /**
  * The server's metrics, and a Layer that serves them to Prometheus.
  *
- * The engine updates them in the `Metric.MetricRegistry` of the context the
+ * The engine keeps them in the `Metric.MetricRegistry` of the context the
  * server is built in (Effect's default registry unless the app provides
- * one), unless the `metrics` setting is off. Their names and labels follow
+ * one), unless the `metrics` setting is off: they are read from the engine's
+ * own counts when the registry is read (`Metric.value`, a scrape), and
+ * `Metric.update` on them does nothing. Their names and labels follow
  * Prometheus's conventions: base units (seconds, bytes), `_total` counters,
  * and no label whose values are unbounded (no address, no user): a label is a
  * phase, a reply class or an enhanced status code.
@@ -54,10 +56,13 @@ export const receivedBytes = Metric.counter("smtp_received_bytes_total", {
   incremental: true
 })
 
+/** The buckets of `messageSize`: 1 KiB to 64 MiB, by fours. */
+export const messageSizeBoundaries: ReadonlyArray<number> = Metric.exponentialBoundaries({ start: 1024, factor: 4, count: 10 })
+
 /** The messages accepted, by size. */
 export const messageSize = Metric.histogram("smtp_message_size_bytes", {
   description: "Sizes of accepted messages",
-  boundaries: Metric.exponentialBoundaries({ start: 1024, factor: 4, count: 10 })
+  boundaries: messageSizeBoundaries
 })
 
 /** One series per label set, made once. */
@@ -90,10 +95,13 @@ const defectSeries = series((phase) =>
 /** Defects in `phase`'s handlers. */
 export const defects = (phase: PhaseName): Metric.Counter<number> => defectSeries(phase)
 
+/** The buckets of `phaseDuration`: half a millisecond to about 33 seconds, by fours. */
+export const phaseDurationBoundaries: ReadonlyArray<number> = Metric.exponentialBoundaries({ start: 0.0005, factor: 4, count: 10 })
+
 const durationSeries = series((phase) =>
   Metric.histogram("smtp_phase_duration_seconds", {
     description: "How long each run of a phase's middleware took",
-    boundaries: Metric.exponentialBoundaries({ start: 0.0005, factor: 4, count: 10 }),
+    boundaries: phaseDurationBoundaries,
     attributes: { phase }
   })
 )

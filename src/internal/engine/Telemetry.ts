@@ -21,12 +21,13 @@ import * as References from "effect/References"
 import * as Tracer from "effect/Tracer"
 import type { SMTPServerSession } from "smtp-server"
 import type { Settings } from "../../layers/SmtpServerConfig.ts"
-import * as SmtpMetrics from "../../layers/SmtpMetrics.ts"
+import type * as SmtpMetrics from "../../layers/SmtpMetrics.ts"
 import * as Reject from "../../phases/Reject.ts"
 import type { Phase } from "../../phases/SmtpApp.ts"
 import type { Connection } from "./Hooks.ts"
 import { addressIn, ENHANCED, heloOf, phaseNames, phaseOfVerb, replyLine, tlsOf, userOf } from "./Facts.ts"
 import * as Logging from "./Logging.ts"
+import * as MetricSeries from "./MetricSeries.ts"
 import * as Transcript from "./Transcript.ts"
 import type { PhaseRun, Seen } from "./Connections.ts"
 
@@ -54,27 +55,15 @@ interface Client {
 /** The engine's telemetry, with the app's services (its logger, metric registry and tracer). */
 export class Telemetry {
   readonly logging: Logging.Logging
-  /** The context metrics are updated in, unless the `metrics` setting is off. */
-  private readonly metrics: Context.Context<never> | undefined
+  /** The series of the app's metric registry, unless the `metrics` setting is off. */
+  private readonly metrics: MetricSeries.MetricSeries | undefined
   private readonly tracer: Tracer.Tracer | undefined
   private readonly clock: Clock.Clock
   private readonly transcript: boolean
 
   constructor(services: Context.Context<never>, settings: Settings, run: (effect: Effect.Effect<void>) => Fiber.Fiber<void>) {
     this.logging = Logging.make(services, run)
-    this.metrics = settings.metrics ? services : undefined
-    // The series with a fixed set of labels are there from the start, at zero: a dashboard needs no first event.
-    const fixed = [
-      SmtpMetrics.connectionsOpened,
-      SmtpMetrics.connectionsActive,
-      SmtpMetrics.messagesAccepted,
-      SmtpMetrics.receivedBytes,
-      SmtpMetrics.tlsSessions("starttls"),
-      SmtpMetrics.tlsSessions("implicit"),
-      SmtpMetrics.authAttempts("success"),
-      SmtpMetrics.authAttempts("failure")
-    ]
-    if (this.metrics !== undefined) for (const metric of fixed) metric.modifyUnsafe(0, this.metrics)
+    this.metrics = settings.metrics ? MetricSeries.of(services) : undefined
     const tracer = Context.get(services, Tracer.Tracer)
     this.tracer = tracer !== Tracer.nativeTracer && Context.get(services, References.TracerEnabled) ? tracer : undefined
     this.clock = Context.get(services, Clock.Clock)
@@ -97,9 +86,6 @@ export class Telemetry {
     }
   }
 
-  private count(metric: { readonly updateUnsafe: (input: number, context: Context.Context<never>) => void }, by = 1): void {
-    if (this.metrics !== undefined) metric.updateUnsafe(by, this.metrics)
-  }
 
   private span(name: string, parent: Tracer.Span | undefined, attributes: Readonly<Record<string, unknown>>): Tracer.Span | undefined {
     if (this.tracer === undefined) return undefined
@@ -131,8 +117,10 @@ export class Telemetry {
     const session = record.session
     record.seen.openedAt = Date.now()
     record.seen.implicitTls = session.secure
-    this.count(SmtpMetrics.connectionsOpened)
-    if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(1, this.metrics)
+    if (this.metrics !== undefined) {
+      this.metrics.connectionsOpened.value++
+      this.metrics.connectionsActive.value++
+    }
     record.seen.span = this.span("smtp.connection", undefined, {
       "smtp.session.id": session.id,
       "client.address": session.remoteAddress,
@@ -148,7 +136,7 @@ export class Telemetry {
   /** A connection a limit refused before smtp-server took it: `answered` with the rejection, or dropped. */
   refused(client: string, rejection: Reject.SmtpRejection, answered: boolean): void {
     const replyClass = rejection.code >= 500 ? "5xx" : "4xx"
-    if (this.metrics !== undefined) SmtpMetrics.rejections("connect", replyClass, rejection.enhanced).updateUnsafe(1, this.metrics)
+    if (this.metrics !== undefined) this.metrics.rejections("connect", replyClass, rejection.enhanced).value++
     this.logging.info("connection refused", {
       remoteAddress: client,
       phase: "connect",
@@ -174,7 +162,7 @@ export class Telemetry {
 
   /** A run has ended with `exit`, about to be answered. */
   settled(record: Observed, run: PhaseRun, exit: Exit.Exit<unknown, unknown>): void {
-    if (run.start >= 0) this.count(SmtpMetrics.phaseDuration(run.name), (performance.now() - run.start) / 1000)
+    if (run.start >= 0) this.metrics?.phaseDuration(run.name).observe((performance.now() - run.start) / 1000)
     if (Exit.isSuccess(exit)) return
     // A typed failure is the app's verdict, except the engine's own limit on failed logins; where the message's
     // reply comes later, the data phase says whose it is.
@@ -182,7 +170,7 @@ export class Telemetry {
     if (Option.isNone(error)) return
     record.seen.by = error.value === Reject.tooManyAuthFailures ? "engine" : "app"
     // The app's auth chain refused the credentials (or the limit of failures was reached).
-    if (run.name === "auth") this.count(SmtpMetrics.authAttempts("failure"))
+    if (run.name === "auth" && this.metrics !== undefined) this.metrics.authAttempts.failure.value++
   }
 
   /** A run has been answered (its reply ended its span), or has no reply to wait for (secure, close). */
@@ -214,7 +202,7 @@ export class Telemetry {
 
   /** A handler failed with a defect: answered `451 4.3.0`, or (at close) logged only. */
   defect(record: Observed, phase: Phase, cause: Cause.Cause<unknown>): void {
-    this.count(SmtpMetrics.defects(phaseNames[phase]))
+    if (this.metrics !== undefined) this.metrics.defects(phaseNames[phase]).value++
     record.seen.run?.span?.attribute("error.type", "defect")
     this.logging.error("handler failed", cause, { ...this.client(record.session), phase: phaseNames[phase] })
   }
@@ -233,12 +221,12 @@ export class Telemetry {
   message(record: Observed, size: number): void {
     record.seen.size = size
     record.seen.bytes += size
-    this.count(SmtpMetrics.receivedBytes, size)
+    if (this.metrics !== undefined) this.metrics.receivedBytes.value += size
   }
 
   /** A TLS session is up: by STARTTLS, or on an implicit TLS port. */
   secured(record: Observed): void {
-    this.count(SmtpMetrics.tlsSessions(record.seen.implicitTls ? "implicit" : "starttls"))
+    if (this.metrics !== undefined) this.metrics.tlsSessions[record.seen.implicitTls ? "implicit" : "starttls"].value++
     record.seen.span?.attribute("tls.protocol.version", tlsOf(record.session))
   }
 
@@ -261,7 +249,7 @@ export class Telemetry {
     if (code >= 400) this.rejected(record, run?.name ?? phaseOfVerb(verb), code, added, enhanced, first, verb)
     else if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, first))
     else if (code === 235) {
-      this.count(SmtpMetrics.authAttempts("success"))
+      if (this.metrics !== undefined) this.metrics.authAttempts.success.value++
       this.logging.info("authenticated", { ...this.client(record.session), user: seen.attempt })
     }
     const span = run?.span
@@ -303,7 +291,7 @@ export class Telemetry {
   ): void {
     const session = record.session
     const seen = record.seen
-    if (this.metrics !== undefined) SmtpMetrics.rejections(phase, code >= 500 ? "5xx" : "4xx", enhanced ?? "none").updateUnsafe(1, this.metrics)
+    if (this.metrics !== undefined) this.metrics.rejections(phase, code >= 500 ? "5xx" : "4xx", enhanced ?? "none").value++
     if (!this.logging.infoEnabled) return
     const command = record.connection.command
     // smtp-server makes the envelope when the connection is ready: a refusal can come before.
@@ -327,8 +315,10 @@ export class Telemetry {
   private accepted(record: Observed, reply: string): void {
     const session = record.session
     const seen = record.seen
-    this.count(SmtpMetrics.messagesAccepted)
-    this.count(SmtpMetrics.messageSize, seen.size)
+    if (this.metrics !== undefined) {
+      this.metrics.messagesAccepted.value++
+      this.metrics.messageSize.observe(seen.size)
+    }
     if (!this.logging.infoEnabled) return
     this.logging.info("message accepted", {
       ...this.client(session),
@@ -350,7 +340,7 @@ export class Telemetry {
     const seen = record.seen
     const openedAt = seen.openedAt
     if (openedAt === undefined) return
-    if (this.metrics !== undefined) SmtpMetrics.connectionsActive.modifyUnsafe(-1, this.metrics)
+    if (this.metrics !== undefined) this.metrics.connectionsActive.value--
     // A phase the client did not wait for.
     this.end(seen.run?.span, Exit.interrupt())
     seen.run = undefined

@@ -44,11 +44,13 @@ export const VERBS: ReadonlySet<string> = new Set([
   "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP", "AUTH", "STARTTLS", "XCLIENT", "XFORWARD"
 ])
 
-/** The verb of a command line, if it is one of SMTP's; otherwise "" (what a client sent is not repeated). */
+/** `verb` if it is one of SMTP's; otherwise "" (what a client sent is not repeated). */
+export const known = (verb: string): string => VERBS.has(verb) ? verb : ""
+
+/** The verb of a command line, if it is one of SMTP's; otherwise "". */
 export const verbOf = (line: Buffer): string => {
   const end = line.indexOf(0x20)
-  const verb = line.toString("latin1", 0, end === -1 ? Math.min(line.length, 9) : Math.min(end, 9)).toUpperCase()
-  return VERBS.has(verb) ? verb : ""
+  return known(line.toString("latin1", 0, end === -1 ? Math.min(line.length, 9) : Math.min(end, 9)).toUpperCase())
 }
 
 /** The enhanced code a reply's own text starts with. */

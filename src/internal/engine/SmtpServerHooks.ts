@@ -204,7 +204,7 @@ class HookedConnection<C> extends SMTPConnection implements Connection, CommandP
       return void setImmediate(() => this.ended || this._onCommand(command, callback))
     }
     this.waited = false
-    this.verb = this.saslResponse ? "AUTH" : Facts.verbOf(command)
+    this.verb = this.saslResponse ? "AUTH" : verdict._tag === "Pass" ? Facts.known(verdict.verb) : Facts.verbOf(command)
     // Text, not the buffer: that may be a slice of a whole read of the socket, kept alive as long as it is.
     this.command = this.verb === "MAIL" || this.verb === "RCPT" ? command.toString() : ""
     this.hooks.received(this.record, command, this.saslResponse)

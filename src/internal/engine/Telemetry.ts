@@ -236,7 +236,7 @@ export class Telemetry {
     const run = seen.run
     // Nothing was said to a client that has gone: its phase was interrupted. A message it sent whole was stored.
     if (gone) {
-      if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, typeof text === "string" ? text : text[0] ?? ""))
+      if (code === 250 && verb === "DATA") this.accepted(record, code, added, typeof text === "string" ? text : text[0] ?? "")
       this.end(run?.span, Exit.interrupt())
       seen.run = undefined
       return
@@ -247,7 +247,7 @@ export class Telemetry {
     const first = typeof text === "string" ? text : text[0] ?? ""
     const enhanced = added === "" ? ENHANCED.exec(first)?.[1] : added
     if (code >= 400) this.rejected(record, run?.name ?? phaseOfVerb(verb), code, added, enhanced, first, verb)
-    else if (code === 250 && verb === "DATA") this.accepted(record, replyLine(code, added, first))
+    else if (code === 250 && verb === "DATA") this.accepted(record, code, added, first)
     else if (code === 235) {
       if (this.metrics !== undefined) this.metrics.authAttempts.success.value++
       this.logging.info("authenticated", { ...this.client(record.session), user: seen.attempt })
@@ -312,7 +312,7 @@ export class Telemetry {
     })
   }
 
-  private accepted(record: Observed, reply: string): void {
+  private accepted(record: Observed, code: number, added: string, text: string): void {
     const session = record.session
     const seen = record.seen
     if (this.metrics !== undefined) {
@@ -330,7 +330,7 @@ export class Telemetry {
       tls: tlsOf(session),
       user: userOf(session),
       helo: heloOf(session),
-      reply
+      reply: replyLine(code, added, text)
     })
   }
 

@@ -114,7 +114,7 @@ export type { PrometheusOptions } from "../internal/PrometheusServer.ts"
 /**
  * Serves the metrics of the registry in Prometheus's text format over HTTP, on 127.0.0.1 unless `host` says
  * otherwise. Effect's HTTP server is loaded when this Layer is built, not with the package: merely loading it
- * made each idle SMTP connection of `bench/server.ts` hold about 9 KiB more (RSS after GC, 1,000 connections).
+ * made each idle SMTP connection of `bench/server.ts` hold about 8 KiB more (bench/RESULTS.md, run I).
  */
 export const layerPrometheus = (options: PrometheusOptions): Layer.Layer<HttpServer.HttpServer, HttpServerError.ServeError> =>
   Layer.unwrap(Effect.map(Effect.promise(() => import("../internal/PrometheusServer.ts")), (server) => server.layer(options)))

@@ -514,3 +514,21 @@ describe("what the telemetry does not get wrong", () => {
     }).pipe(Effect.provide(Layer.mergeAll(logs.layer, MessageStore.layerMemory)))
   })
 })
+
+describe("connections a limit refuses", () => {
+  it.live("on an implicit TLS port, one dropped before its handshake is logged and counted, with no reply", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const server = yield* serveApp(SmtpApp.empty.pipe(deliver), { tls: fixtureTls, implicitTls: true, maxConnectionsPerClient: 1 })
+      const held = yield* connect(server.address.port)
+      const dropped = yield* connect(server.address.port)
+      yield* dropped.closed
+      yield* Effect.sleep("50 millis")
+      expect(held.socket.readyState).toBe("open")
+      expect(logs.engine("connection refused").map((line) => line.annotations)).toEqual([
+        { component: "effect-smtp", remoteAddress: "127.0.0.1", phase: "connect", code: 421, enhanced: "4.7.0", by: "engine" }
+      ])
+      expect(yield* Effect.map(Metric.value(SmtpMetrics.rejections("connect", "4xx", "4.7.0")), (state) => state.count)).toBe(1)
+    }).pipe(Effect.provide(Layer.mergeAll(logs.layer, MessageStore.layerMemory, Layer.succeed(Metric.MetricRegistry, new Map()))))
+  })
+})

@@ -28,7 +28,7 @@ const smtpServerLevels = {
 const CLIENT_GONE: ReadonlySet<unknown> = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH"])
 
 /** The error is a client leaving abruptly. */
-export const isClientGone = (error: unknown): boolean =>
+const isClientGone = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && CLIENT_GONE.has(error.code)
 
 /** A line's facts: log annotations. */
@@ -99,7 +99,6 @@ export const make = (services: Context.Context<never>, run: (effect: Effect.Effe
     },
     /** Whether Info lines are written: a line's facts need not be gathered otherwise. */
     infoEnabled: enabled("Info"),
-    debug: line("Debug"),
     info: line("Info"),
     warning: line("Warn"),
     /** A line with the Cause of a failure. */

@@ -245,14 +245,15 @@ export class Telemetry {
     // Intermediate replies (354, 334) are not answers.
     if (code < 200 || (code >= 300 && code < 400)) return
     const first = typeof text === "string" ? text : text[0] ?? ""
-    const enhanced = added === "" ? ENHANCED.exec(first)?.[1] : added
+    const span = run?.span
+    // The enhanced code only a rejection's line and a span need: an app's reply carries it in its text.
+    const enhanced = code < 400 && span === undefined ? undefined : added === "" ? ENHANCED.exec(first)?.[1] : added
     if (code >= 400) this.rejected(record, run?.name ?? phaseOfVerb(verb), code, added, enhanced, first, verb)
     else if (code === 250 && verb === "DATA") this.accepted(record, code, added, first)
     else if (code === 235) {
       if (this.metrics !== undefined) this.metrics.authAttempts.success.value++
       this.logging.info("authenticated", { ...this.client(record.session), user: seen.attempt })
     }
-    const span = run?.span
     if (span !== undefined) this.answered(record, span, code, enhanced, replyLine(code, added, first))
     else if (code >= 400) {
       seen.span?.event("smtp.rejection", this.clock.currentTimeNanosUnsafe(), { "smtp.reply.code": code, "smtp.command": verb })

@@ -10,7 +10,7 @@ import type { TranscriptLine } from "../../services/SmtpSession.ts"
 import { replyLine, VERBS } from "./Facts.ts"
 
 /** What the transcript shows in place of credentials. */
-export const SECURED = "/* secured */"
+const SECURED = "/* secured */"
 
 /** A session keeps its first lines only, so a long one costs no more. */
 const LINES = 1000

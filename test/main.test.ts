@@ -272,7 +272,20 @@ describe("main program", () => {
         [{ SMTP_HOST: "localhost" }, "SMTP_HOST: Expected an IP address"],
         [{ SMTP_HOST: "192.0.2.1" }, "SMTP_HOST: 192.0.2.1 is not an address of this machine"],
         [{ SMTP_PORT: String(busy) }, `SMTP_PORT: 127.0.0.1:${busy} is in use by another program`],
-        [{ SMTP_AUTH_USERS: "alice:pass word" }, "SMTP_AUTH_USERS: Expected comma-separated user:password pairs"],
+        [{ SMTP_AUTH_USERS: "alice:pass word" }, "SMTP_AUTH_USERS: Expected comma-separated user:hash pairs"],
+        [{ SMTP_AUTH_USERS: "alice:x", SMTP_AUTH_USERS_FILE: fixture("localhost.crt") }, "SMTP_AUTH_USERS, SMTP_AUTH_USERS_FILE: set one of them, not both"],
+        [{ SMTP_AUTH_USERS_FILE: "/nonexistent-users" }, "SMTP_AUTH_USERS_FILE: cannot read /nonexistent-users"],
+        [{ SMTP_AUTH_USERS_FILE: fixture("localhost.crt") }, "SMTP_AUTH_USERS_FILE: "],
+        [{ SMTP_ALLOW_NETWORKS: "10.0.0.0/8,10.0.0.300" }, "SMTP_ALLOW_NETWORKS: Expected comma-separated CIDR ranges or IP addresses"],
+        [{ SMTP_GREYLIST_PASS_NETWORKS: "10.0.0.0/33" }, "SMTP_GREYLIST_PASS_NETWORKS: Expected comma-separated CIDR ranges or IP addresses"],
+        [{ SMTP_RATE_CONNECTIONS: "30 per minute" }, "SMTP_RATE_CONNECTIONS: Expected a count per duration, as in 30/1 minute"],
+        [{ SMTP_RATE_SENDER_MESSAGES: "0/1 hour" }, "SMTP_RATE_SENDER_MESSAGES: Expected a count per duration"],
+        [{ SMTP_REQUIRE_TLS: "sometimes" }, "SMTP_REQUIRE_TLS: Expected"],
+        [{ SMTP_SENDER_DENY: "a b" }, "SMTP_SENDER_DENY: Expected comma-separated addresses, domains"],
+        [{ SMTP_MAILBOXES: "postmaster" }, "SMTP_MAILBOXES: Expected comma-separated addresses (user@domain)"],
+        [{ SMTP_GREYLIST_DELAY: "soon" }, `SMTP_GREYLIST_DELAY: Expected a valid Duration string, got "soon"`],
+        [{ SMTP_REDIS_URL: "127.0.0.1:6379" }, "SMTP_REDIS_URL: Expected a redis:// or rediss:// URL"],
+        [{ SMTP_REDIS_URL: "redis://127.0.0.1:1", SMTP_GREYLISTING: "true" }, "SMTP_REDIS_URL: cannot connect"],
         [{ SMTP_DOMAINS: "exa mple.com,," }, "SMTP_DOMAINS: Expected comma-separated domain names"],
         [{ SMTP_DOMAINS: "example.com," }, "SMTP_DOMAINS: Expected comma-separated domain names"],
         [{ SMTP_TLS_CERT: "/nonexistent.pem", SMTP_TLS_KEY: "/nonexistent.key" }, "SMTP_TLS_CERT: cannot read /nonexistent.pem"],
@@ -299,21 +312,23 @@ describe("main program", () => {
         [{ SMTP_METRICS_HOST: "localhost", SMTP_METRICS_PORT: "0" }, "SMTP_METRICS_HOST: Expected an IP address"]
       ]
       const maildir = yield* tempMaildir
-      for (const [env, message] of cases) {
-        const child = spawn(process.execPath, [program], {
-          env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_MAILDIR: maildir, ...env },
-          stdio: ["ignore", "pipe", "pipe"]
-        })
-        let stderr = ""
-        child.stderr.on("data", (chunk: Buffer) => stderr += chunk.toString())
-        expect(yield* exited(child), JSON.stringify(env)).toBe(1)
-        expect(stderr.trim().split("\n"), JSON.stringify(env)).toHaveLength(1)
-        expect(stderr.trim()).toContain(`effect-smtp: ${message}`)
-        expect(stderr, "no password in a message").not.toContain("pass word")
-        expect(stderr, "no private key in a message").not.toContain("PRIVATE KEY")
-        expect(stderr, "no encoded key in a message").not.toContain("LS0tLS1CRUdJTi")
-      }
-    }))
+      // A few start-ups at a time: each is a whole node process.
+      yield* Effect.forEach(cases, ([env, message]) =>
+        Effect.gen(function*() {
+          const child = spawn(process.execPath, [program], {
+            env: { ...process.env, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", SMTP_MAILDIR: maildir, ...env },
+            stdio: ["ignore", "pipe", "pipe"]
+          })
+          let stderr = ""
+          child.stderr.on("data", (chunk: Buffer) => stderr += chunk.toString())
+          expect(yield* exited(child), JSON.stringify(env)).toBe(1)
+          expect(stderr.trim().split("\n"), JSON.stringify(env)).toHaveLength(1)
+          expect(stderr.trim()).toContain(`effect-smtp: ${message}`)
+          expect(stderr, "no password in a message").not.toContain("pass word")
+          expect(stderr, "no private key in a message").not.toContain("PRIVATE KEY")
+          expect(stderr, "no encoded key in a message").not.toContain("LS0tLS1CRUdJTi")
+        }), { concurrency: 4, discard: true })
+    }), 120_000)
 
   it.live("--help lists every variable with its default; an unknown argument is refused", () =>
     Effect.gen(function*() {

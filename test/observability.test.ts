@@ -9,7 +9,7 @@ import { Context, Effect, Exit, Layer, Logger, Metric, Redacted, References, Tra
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as OtlpSerialization from "effect/observability/OtlpSerialization"
 import * as OtlpTracer from "effect/observability/OtlpTracer"
-import { deliver, MessageStore, RcptTo, Reject, SmtpApp, SmtpMetrics, SmtpServer, SmtpServerConfig, staticUsers } from "../src/index.ts"
+import { deliver, MessageStore, RcptTo, Reject, SmtpApp, SmtpMetrics, SmtpServer, SmtpServerConfig, authUsers, hashPassword, Users } from "../src/index.ts"
 import { SmtpTest } from "../src/testing/index.ts"
 import { collector, connect, fixtureTls, send, serve as serveApp, spansIn } from "./support.ts"
 
@@ -27,12 +27,13 @@ const app = SmtpApp.empty.pipe(
       return yield* next
     })
   ),
-  staticUsers(new Map([["alice", Redacted.make(PASSWORD)]])),
+  authUsers,
   deliver
 )
 
 const settings = { tls: fixtureTls, hostname: "mx.test", authFailureDelay: "1 millis" } as const
-const server = SmtpTest.layer(app, settings).pipe(Layer.provideMerge(MessageStore.layerMemory))
+const users = Layer.orDie(Users.layerMemory([["alice", await Effect.runPromise(hashPassword(Redacted.make(PASSWORD)))]]))
+const server = SmtpTest.layer(app, settings).pipe(Layer.provideMerge(MessageStore.layerMemory), Layer.provide(users))
 
 /** A log line as the engine made it. */
 interface Line {
@@ -168,7 +169,7 @@ describe("log lines", () => {
       expect(defect).toMatchObject({ level: "Error", annotations: { phase: "rcpt_to", sessionId: "test1" } })
       expect(logs.json.find((line) => line.includes("handler failed"))).toContain("a bug in a handler")
     }).pipe(
-      Effect.provide(SmtpTest.layer(app, { ...settings, authRequired: true }).pipe(Layer.provide(MessageStore.layerMemory))),
+      Effect.provide(SmtpTest.layer(app, { ...settings, authRequired: true }).pipe(Layer.provide([MessageStore.layerMemory, users]))),
       Effect.provide(logs.layer)
     )
   })
@@ -259,7 +260,7 @@ describe("OTLP", () => {
         const context = yield* Layer.build(
           SmtpServer.layer(app).pipe(
             Layer.provide(SmtpServerConfig.layer({ host: "127.0.0.1", port: 0, hostname: "mx.test" })),
-            Layer.provide(MessageStore.layerMemory),
+            Layer.provide([MessageStore.layerMemory, users]),
             Layer.provide(exporting)
           )
         )
@@ -372,7 +373,7 @@ describe("transcript", () => {
       const all = transcript.map((line) => line.line).join("\n")
       expect(all).not.toContain("secret plans")
       expect(all).not.toContain(Buffer.from(PASSWORD).toString("base64"))
-    }).pipe(Effect.provide(SmtpTest.layer(app, { allowInsecureAuth: true }).pipe(Layer.provideMerge(MessageStore.layerMemory)))))
+    }).pipe(Effect.provide(SmtpTest.layer(app, { allowInsecureAuth: true }).pipe(Layer.provideMerge(MessageStore.layerMemory), Layer.provide(users)))))
 })
 
 describe("what the telemetry does not get wrong", () => {
@@ -445,7 +446,7 @@ describe("what the telemetry does not get wrong", () => {
       expect(yield* Effect.map(Metric.value(SmtpMetrics.rejections("auth", "5xx", "5.5.2")), (state) => state.count)).toBe(1)
       expect(yield* Effect.map(Metric.value(SmtpMetrics.rejections("command", "5xx", "5.5.2")), (state) => state.count)).toBe(2)
     }).pipe(
-      Effect.provide(SmtpTest.layer(app, { tls: fixtureTls }).pipe(Layer.provide(MessageStore.layerMemory))),
+      Effect.provide(SmtpTest.layer(app, { tls: fixtureTls }).pipe(Layer.provide([MessageStore.layerMemory, users]))),
       Effect.provide(Layer.succeed(Metric.MetricRegistry, new Map()))
     ))
 
@@ -465,7 +466,7 @@ describe("what the telemetry does not get wrong", () => {
       ])
     }).pipe(
       Effect.provide(
-        SmtpTest.layer(app, { allowInsecureAuth: true, maxAuthFailures: 2, authFailureDelay: "1 millis" }).pipe(Layer.provide(MessageStore.layerMemory))
+        SmtpTest.layer(app, { allowInsecureAuth: true, maxAuthFailures: 2, authFailureDelay: "1 millis" }).pipe(Layer.provide([MessageStore.layerMemory, users]))
       ),
       Effect.provide(Layer.mergeAll(logs.layer, Layer.succeed(Metric.MetricRegistry, new Map())))
     )

@@ -5,9 +5,12 @@
  *
  * It stores every accepted message in a Maildir before answering 250, offers
  * STARTTLS (a self-signed certificate unless one is configured) and, with
- * users, AUTH after STARTTLS and only AUTH'd mail. A setting that does not
- * decode, or a server that cannot start, fails with one line naming the
- * variable to fix.
+ * users, AUTH after STARTTLS and only AUTH'd mail. Its policies are the
+ * package's plugins, each switched on by its settings: access lists, require
+ * TLS, sender rules, local recipients and mailboxes, rate limits and
+ * greylisting (in memory, or shared through Redis with `SMTP_REDIS_URL`). A
+ * setting that does not decode, or a server that cannot start, fails with one
+ * line naming the variable to fix.
  */
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -15,30 +18,17 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as SettingsReader from "../internal/SettingsReader.ts"
 import * as Maildir from "../layers/Maildir.ts"
 import * as Observability from "./Observability.ts"
+import { authUsers } from "../plugins/authUsers.ts"
+import * as Policies from "./Policies.ts"
 import { SmtpListenError, SmtpServer } from "../layers/SmtpServer.ts"
 import * as SmtpServerConfig from "../layers/SmtpServerConfig.ts"
-import * as SmtpApp from "../phases/SmtpApp.ts"
-import { deliver } from "../plugins/deliver.ts"
-import { localDomains } from "../plugins/localDomains.ts"
-import { staticUsers } from "../plugins/staticUsers.ts"
 
 /** The variables' prefix. */
 export const PREFIX = "SMTP"
-
-const Domain = Schema.String.check(
-  Schema.isPattern(/^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
-    message: "Expected comma-separated domain names"
-  })
-)
-
-const UserPassword = Schema.String.check(
-  Schema.isPattern(/^[^:\s]+:\S+$/, { message: "Expected comma-separated user:password pairs" })
-)
 
 /** The command's own settings, beside the server's. */
 export const CommandSettings = Schema.Struct({
@@ -48,16 +38,7 @@ export const CommandSettings = Schema.Struct({
     "lf",
     "line endings of stored messages: `lf` (what mail readers expect) or `crlf` (as received)"
   ),
-  domains: SettingsReader.setting(
-    Schema.Array(Domain),
-    [],
-    "local domains; other recipients get `550 5.7.1` unless the session is authenticated (none: accept all)"
-  ),
-  authUsers: SettingsReader.setting(
-    Schema.Array(UserPassword),
-    [],
-    "`user:password` pairs; when set, mail only from authenticated sessions (`530 5.7.0`), failed logins `535 5.7.8`"
-  ),
+  ...Policies.fields,
   logFormat: SettingsReader.setting(
     Schema.Literals(Observability.logFormats),
     "logfmt",
@@ -74,8 +55,11 @@ export const CommandSettings = Schema.Struct({
   metricsHost: SettingsReader.setting(SmtpServerConfig.IpAddress, "127.0.0.1", "address the metrics endpoint listens on")
 })
 
-/** The server settings' defaults of this command: a certificate for STARTTLS even when none is configured. */
-export const serverDefaults = (users: number): SmtpServerConfig.Options => ({ tls: "self-signed", authRequired: users > 0 })
+/**
+ * The server settings' defaults of this command: a certificate for STARTTLS even when none is configured, and,
+ * with users, mail only from sessions that have logged in.
+ */
+export const serverDefaults = (withUsers: boolean): SmtpServerConfig.Options => ({ tls: "self-signed", authRequired: withUsers })
 
 const commandVariable = (key: keyof typeof CommandSettings.fields) => SettingsReader.variable(PREFIX, [key])
 
@@ -92,7 +76,7 @@ export const commandDocumentation = (): ReadonlyArray<SettingsReader.Row> => {
 
 /** Every setting of the command: the server's (with the command's defaults), then its own. */
 export const documentation = (): ReadonlyArray<SettingsReader.Row> => [
-  ...SmtpServerConfig.documentation(PREFIX, serverDefaults(0)),
+  ...SmtpServerConfig.documentation(PREFIX, serverDefaults(false)),
   ...commandDocumentation()
 ]
 
@@ -102,6 +86,7 @@ export const help = (): string =>
     "effect-smtp: a receiving SMTP server that stores every accepted message in a Maildir.",
     "",
     "Usage: effect-smtp [--help]",
+    "       effect-smtp hash-password   (prints the hash of the password on standard input, for SMTP_AUTH_USERS)",
     "",
     "Settings come from environment variables (a duration reads like `30 seconds`, a list is comma-separated):",
     "",
@@ -112,16 +97,10 @@ export const help = (): string =>
 export class StartupError extends Schema.TaggedError<StartupError>()("StartupError", { message: Schema.String }) {}
 
 const readCommandSettings = Effect.gen(function*() {
-  const read = yield* Config.all({
-    maildir: SettingsReader.field(CommandSettings.fields.maildir, commandVariable("maildir")),
-    lineEndings: SettingsReader.field(CommandSettings.fields.lineEndings, commandVariable("lineEndings")),
-    domains: SettingsReader.list(commandVariable("domains")),
-    authUsers: SettingsReader.list(commandVariable("authUsers")),
-    logFormat: SettingsReader.field(CommandSettings.fields.logFormat, commandVariable("logFormat")),
-    logLevel: SettingsReader.field(CommandSettings.fields.logLevel, commandVariable("logLevel")),
-    metricsPort: SettingsReader.field(CommandSettings.fields.metricsPort, commandVariable("metricsPort")),
-    metricsHost: SettingsReader.field(CommandSettings.fields.metricsHost, commandVariable("metricsHost"))
-  }).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
+  const read = yield* Config.all(Object.fromEntries(Object.entries(CommandSettings.fields).map(([key, schema]) => {
+    const name = SettingsReader.variable(PREFIX, [key])
+    return [key, Policies.lists.has(key) ? SettingsReader.list(name) : SettingsReader.field(schema, name)]
+  }))).pipe(Effect.mapError((error) => new StartupError({ message: SettingsReader.describeConfigError(error) })))
   return yield* SettingsReader.decode(
     CommandSettings,
     SettingsReader.defined(read),
@@ -167,22 +146,28 @@ export const main = Effect.gen(function*() {
 })
 
 const serve = (command: typeof CommandSettings.Type, metrics: Option.Option<string>) => Effect.gen(function*() {
-  const users = new Map(command.authUsers.map((pair) => {
-    const at = pair.indexOf(":")
-    return [pair.slice(0, at), Redacted.make(pair.slice(at + 1))] as const
-  }))
-  const settings = yield* SmtpServerConfig.read({}, { prefix: PREFIX, defaults: serverDefaults(users.size) }).pipe(
+  const withUsers = Policies.hasUsers(command)
+  const settings = yield* SmtpServerConfig.read({}, { prefix: PREFIX, defaults: serverDefaults(withUsers) }).pipe(
     Effect.mapError((error) => new StartupError({ message: error.message }))
   )
-  if (settings.authRequired && users.size === 0) {
+  if (command.authUsers.length > 0 && Option.isSome(command.authUsersFile)) {
+    return yield* new StartupError({
+      message: `${commandVariable("authUsers")}, ${commandVariable("authUsersFile")}: set one of them, not both`
+    })
+  }
+  if (settings.authRequired && !withUsers) {
     return yield* new StartupError({ message: `${PREFIX}_AUTH_REQUIRED: nobody could log in: set ${commandVariable("authUsers")}` })
   }
-  const receiving = SmtpApp.empty.pipe(localDomains(command.domains), deliver)
+  const receiving = Policies.app(command, settings.hostname)
   // With users, authRequired (on by default then) refuses MAIL from sessions that have not logged in (530 5.7.0).
-  const serving = users.size > 0 ? SmtpServer.layer(receiving.pipe(staticUsers(users))) : SmtpServer.layer(receiving)
+  const serving = withUsers
+    ? SmtpServer.layer(receiving.pipe(authUsers)).pipe(Layer.provide(Policies.users(command)))
+    : SmtpServer.layer(receiving)
 
   const server = serving.pipe(
     Layer.provide(Maildir.layer({ root: command.maildir, hostname: settings.hostname, lineEndings: command.lineEndings })),
+    Layer.provide(Policies.stores(command)),
+    Layer.provide(Policies.mailboxes(command)),
     Layer.provide(Layer.succeed(SmtpServerConfig.SmtpServerConfig, settings))
   )
   const context = yield* Layer.build(server).pipe(
@@ -192,6 +177,12 @@ const serve = (command: typeof CommandSettings.Type, metrics: Option.Option<stri
           return new StartupError({ message: listenFailure(error) })
         case "MaildirError":
           return new StartupError({ message: `${commandVariable("maildir")}: ${error.message}` })
+        case "UsersError":
+          return new StartupError({ message: `${commandVariable(Option.isSome(command.authUsersFile) ? "authUsersFile" : "authUsers")}: ${error.message}` })
+        case "RedisError":
+          return new StartupError({
+            message: `${commandVariable("redisUrl")}: cannot connect: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`
+          })
         case "SmtpConfigError":
         case "SmtpServerVersionError":
           return new StartupError({ message: error.message })

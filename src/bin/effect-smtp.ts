@@ -5,17 +5,24 @@
  * Every setting comes from an environment variable (`effect-smtp --help` lists
  * them); an invalid one stops start-up with one line naming it and exit code
  * 1. SIGTERM or SIGINT finish the messages in flight and exit 0.
+ *
+ * `effect-smtp hash-password` reads a password from standard input (its first
+ * line) and prints the hash `SMTP_AUTH_USERS` and users files take.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Redacted from "effect/Redacted"
+import { hashPassword } from "../services/Users.ts"
 import * as MailServer from "./MailServer.ts"
 
 const args = process.argv.slice(2)
 if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
   console.log(MailServer.help())
+} else if (args.length === 1 && args[0] === "hash-password") {
+  printHash()
 } else if (args.length > 0) {
   console.error(`effect-smtp: unknown argument ${JSON.stringify(args[0])}; settings come from environment variables (effect-smtp --help)`)
   process.exitCode = 1
@@ -30,4 +37,25 @@ if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
         teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
       })
   )
+}
+
+async function printHash() {
+  if (process.stdin.isTTY) process.stderr.write("Password (shown as typed; or pipe it in): ")
+  let input = ""
+  for await (const chunk of process.stdin) {
+    input += String(chunk)
+    if (input.includes("\n")) break
+  }
+  const password = input.split(/\r?\n/)[0] ?? ""
+  if (password === "") {
+    console.error("effect-smtp hash-password: no password on standard input")
+    process.exitCode = 1
+    return
+  }
+  const exit = await Effect.runPromiseExit(hashPassword(Redacted.make(password)))
+  if (Exit.isSuccess(exit)) console.log(exit.value)
+  else {
+    console.error(`effect-smtp hash-password: ${Cause.pretty(exit.cause)}`)
+    process.exitCode = 1
+  }
 }

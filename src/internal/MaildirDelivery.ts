@@ -11,15 +11,14 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as path from "node:path"
 import type { DataError } from "../phases/Middleware.ts"
 import { type Delivery, MessageStore, StorageError } from "../services/MessageStore.ts"
+import type { Envelope } from "../services/SmtpTransaction.ts"
 
 /** The Maildir cannot be created or used. */
 export class MaildirError extends Schema.TaggedError<MaildirError>()("MaildirError", { message: Schema.String }) {}
@@ -111,29 +110,8 @@ const uniqueName = (hostname: string): string => {
   return `${Math.floor(now / 1000)}.M${micros}P${process.pid}Q${counter}R${random}.${hostname.replace(/[/:]/g, "_")}`
 }
 
-/** RFC 5322 date-time, as in `Sat, 21 Nov 2026 18:00:00 +0000`. */
-const rfc5322Date = (date: Date): string => date.toUTCString().replace("GMT", "+0000")
-
-/** The client's address as an RFC 5321 address literal. */
-const addressLiteral = (address: string): string => net.isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`
-
-/** The trace fields a receiving server prepends (RFC 5321 section 4.4), each line ended with `eol`. */
-export const traceFields = (delivery: Delivery, hostname: string, id: string, date: Date, eol: string): string => {
-  const { session, envelope } = delivery
-  const sender = envelope.mailFrom.address
-  const recipients = envelope.rcptTo.map((rcpt) => rcpt.address)
-  const literal = addressLiteral(session.remoteAddress)
-  const helo = Option.getOrElse(session.heloName, () => literal)
-  // The client's name from reverse DNS, where it is known, beside its address: never the address twice.
-  const tcpInfo = session.clientHostname.startsWith("[") ? literal : `${session.clientHostname} ${literal}`
-  const forClause = recipients.length === 1 ? `${eol}\tfor <${recipients[0]}>` : ""
-  return [
-    `Return-Path: <${sender}>${eol}`,
-    ...recipients.map((rcpt) => `X-Original-To: ${rcpt}${eol}`),
-    `Received: from ${helo} (${tcpInfo})${eol}` +
-    `\tby ${hostname} with ${session.transmissionType} id ${id}${forClause};${eol}\t${rfc5322Date(date)}${eol}`
-  ].join("")
-}
+/** The trace fields a delivering server prepends (RFC 5321 section 4.4), each line ended with `eol`. */
+export const traceFields = (envelope: Envelope, eol: string): string => [`Return-Path: <${envelope.mailFrom.address}>${eol}`, ...envelope.rcptTo.map((rcpt) => `X-Original-To: ${rcpt.address}${eol}`)].join("")
 
 /** A file operation whose failure keeps its own error (its code and path) for the log. */
 const attempt = <A>(operation: () => Promise<A>): Effect.Effect<A, Error> =>
@@ -166,7 +144,7 @@ export const store = (options: Options, files: Files = nodeFiles): MessageStore[
           Effect.gen(function*() {
             let size = 0
             const put = (bytes: Uint8Array) => Effect.map(writeAll(file, bytes), () => void (size += bytes.length))
-            yield* put(encoder.encode(traceFields(delivery, options.hostname, name, new Date(), eol)))
+            yield* put(encoder.encode(traceFields(delivery.envelope, eol)))
             if (options.lineEndings === "lf") {
               const convert = crlfToLf()
               yield* Stream.runForEach(body, (chunk) => put(convert.push(chunk)))

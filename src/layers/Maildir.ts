@@ -6,8 +6,8 @@
  * or not at all, and on disk before the 250 reply. The file is the message as
  * received (after dot-unstuffing) with the local line ending (LF, as Postfix
  * and Dovecot store mail; `lineEndings: "crlf"` keeps CRLF), preceded by the
- * trace fields a receiving server adds: `Return-Path:`, `X-Original-To:` per
- * recipient and `Received:`. A full disk or quota fails the store with
+ * trace fields of delivery: `Return-Path:` and `X-Original-To:` per
+ * recipient (the `Received:` field is the `receivedHeader` plugin's). A full disk or quota fails the store with
  * `StorageError` `Full` (`452 4.3.1`), any other failure with `Io`
  * (`451 4.3.0`), and nothing is left behind. At start-up the three folders are
  * created if missing and checked to be directories on one file system, and
@@ -24,7 +24,7 @@ export { MaildirError } from "../internal/MaildirDelivery.ts"
 export interface Options {
   /** The Maildir root; `tmp`, `new` and `cur` are created if missing. */
   readonly root: string
-  /** This server's name, for the `Received:` field and the file names. */
+  /** This server's name, for the file names. */
   readonly hostname: string
   /** Line endings of the stored files: `lf` (the default: what local mail readers expect) or `crlf` (as received). */
   readonly lineEndings?: MaildirDelivery.LineEndings

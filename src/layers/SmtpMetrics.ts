@@ -95,6 +95,25 @@ const defectSeries = series((phase) =>
 /** Defects in `phase`'s handlers. */
 export const defects = (phase: PhaseName): Metric.Counter<number> => defectSeries(phase)
 
+/** A policy whose shared store (Redis) could not answer. */
+export type StorePolicy = "rate_limits" | "greylisting"
+
+const storeFailureCounters = {
+  rate_limits: Metric.counter("smtp_policy_store_failures_total", {
+    description: "Store lookups of a policy plugin that failed or timed out (let through or answered 4xx, as the plugin is set)",
+    incremental: true,
+    attributes: { policy: "rate_limits" }
+  }),
+  greylisting: Metric.counter("smtp_policy_store_failures_total", {
+    description: "Store lookups of a policy plugin that failed or timed out (let through or answered 4xx, as the plugin is set)",
+    incremental: true,
+    attributes: { policy: "greylisting" }
+  })
+}
+
+/** Lookups of `policy`'s store (the rate limits' or the greylist's) that failed or timed out. */
+export const policyStoreFailures = (policy: StorePolicy): Metric.Counter<number> => storeFailureCounters[policy]
+
 /** The buckets of `phaseDuration`: half a millisecond to about 33 seconds, by fours. */
 export const phaseDurationBoundaries: ReadonlyArray<number> = Metric.exponentialBoundaries({ start: 0.0005, factor: 4, count: 10 })
 

@@ -90,6 +90,8 @@ export const authInTransaction: SmtpRejection = permanent(503, "5.5.1", "AUTH is
 export const xclientLogin: SmtpRejection = permanent(550, "5.7.0", "XCLIENT LOGIN is not supported: use AUTH")
 /** `535 5.7.8`: credentials no auth middleware accepted. */
 export const authenticationFailed: SmtpRejection = permanent(535, "5.7.8", "Authentication credentials invalid")
+/** `454 4.7.0`: the user store could not be read (the `authUsers` plugin). */
+export const authUnavailable: SmtpRejection = temporary(454, "4.7.0", "Temporary authentication failure")
 /** `421 4.7.0`: too many failed AUTH attempts on one connection. */
 export const tooManyAuthFailures: SmtpRejection = closing("4.7.0", "Too many failed authentication attempts")
 /** `421 4.7.0`: too many commands that do not send mail. */
@@ -139,5 +141,28 @@ export const addressTooLong = (enhanced: "5.1.7" | "5.1.8" | "5.1.3" | "5.1.2", 
 export const insufficientStorage: SmtpRejection = temporary(452, "4.3.1", "Insufficient system storage, try again later")
 /** `451 4.3.0`: the message store failed. */
 export const storageFailed: SmtpRejection = temporary(451, "4.3.0", "Could not store the message, try again later")
-/** `550 5.7.1`: a recipient outside the local domains (the `localDomains` plugin). */
+/** `550 5.7.1`: a recipient outside the local domains (the `localRecipients` plugin). */
 export const relayDenied: SmtpRejection = permanent(550, "5.7.1", "Relay access denied")
+/** `550 5.1.1`: a recipient on a local domain that has no such mailbox (the `localMailboxes` plugin). */
+export const unknownMailbox: SmtpRejection = permanent(550, "5.1.1", "Mailbox unavailable: no such user here")
+/** `451 4.3.0`: the mailbox lookup failed (the `localMailboxes` plugin). */
+export const mailboxLookupFailed: SmtpRejection = temporary(451, "4.3.0", "Cannot check the recipient now, try again later")
+/** `554 5.7.1`: a client the access list refuses, at connect (the `accessList` plugin). */
+export const accessDenied: SmtpRejection = permanent(554, "5.7.1", "Access denied")
+/** `530 5.7.0`: MAIL over a connection that is not encrypted (the `requireTls` plugin). */
+export const tlsRequired: SmtpRejection = permanent(530, "5.7.0", "Must issue a STARTTLS command first")
+/** `550 5.7.1`: a sender the sender rules refuse (the `senderRules` plugin). */
+export const senderDenied: SmtpRejection = permanent(550, "5.7.1", "Sender address rejected: access denied")
+/** `421 4.7.0`: too many connections from the client's network within the window (the `rateLimits` plugin). */
+export const connectionRateExceeded = (retrySeconds: number): SmtpRejection =>
+  closing("4.7.0", `Too many connections from your network, try again in ${retrySeconds} seconds`)
+/** `451 4.7.1`: too many messages or recipients within the window (the `rateLimits` plugin). */
+export const messageRateExceeded = (what: "messages from this sender" | "messages from this user" | "recipients from this user", retrySeconds: number): SmtpRejection =>
+  temporary(451, "4.7.1", `Too many ${what}, try again in ${retrySeconds} seconds`)
+/** `451 4.7.1`: a sender, recipient and client network not seen before, or retrying too soon (the `greylisting` plugin). */
+export const greylisted = (retrySeconds: number): SmtpRejection =>
+  temporary(451, "4.7.1", `Greylisted, try again in ${retrySeconds} seconds`)
+/** `451 4.3.0`: a policy's shared store (Redis) cannot be reached and the policy fails closed. */
+export const policyUnavailable: SmtpRejection = temporary(451, "4.3.0", "Policy service unavailable, try again later")
+/** `421 4.3.0`: as `policyUnavailable`, at connect (where the reply ends the connection). */
+export const policyUnavailableAtConnect: SmtpRejection = closing("4.3.0", "Policy service unavailable, try again later")

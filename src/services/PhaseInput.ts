@@ -45,5 +45,5 @@ export class Message extends Context.Service<Message, {
   readonly stream: Stream.Stream<Uint8Array, SmtpRejection | MessageTooLarge>
 }>()("effect-smtp/Message") {}
 
-/** The user of an app that needs no more than the user name, as the `staticUsers` plugin accepts it. */
+/** The user of an app that needs no more than the user name, as the `authUsers` plugin accepts it. */
 export class Username extends Context.Service<Username, string>()("effect-smtp/Username") {}

@@ -1,0 +1,110 @@
+/**
+ * Rate limits, on Effect's `RateLimiter` (`effect/persistence`):
+ * `app.pipe(rateLimits({ connections: { limit: 30, window: "1 minute" } }))`,
+ * with `RateLimiter.layer` and a store provided to the server:
+ * `RateLimiter.layerStoreMemory` for one instance, `layerStoreRedis` for
+ * several that share their counts.
+ *
+ * Each limit counts over a fixed window:
+ * - `connections`, per client network (its /24, or /64 for IPv6), at
+ *   connect: `421 4.7.0 Too many connections from your network, try again in N seconds`;
+ * - `senderMessages`, per sender address, at MAIL (the null sender is not
+ *   counted): `451 4.7.1 Too many messages from this sender, …`;
+ * - `userMessages`, per logged-in user, at MAIL: `451 4.7.1 Too many messages from this user, …`;
+ * - `userRecipients`, per logged-in user, at each RCPT: `451 4.7.1 Too many recipients from this user, …`.
+ *
+ * A store that fails or does not answer within `storeTimeout` (2 seconds)
+ * lets the command through with a warning (`onStoreFailure: "open"`, the
+ * default: a Redis outage does not stop mail), or refuses it with
+ * `451 4.3.0` (`421 4.3.0` at connect; `"closed"`). Either way it is counted
+ * in `smtp_policy_store_failures_total`.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as RateLimiter from "effect/persistence/RateLimiter"
+import * as Networks from "../internal/Networks.ts"
+import * as PolicyStore from "../internal/PolicyStore.ts"
+import * as Reject from "../phases/Reject.ts"
+import * as SmtpApp from "../phases/SmtpApp.ts"
+import { MailFrom } from "../services/PhaseInput.ts"
+import { SmtpSession } from "../services/SmtpSession.ts"
+
+/** At most `limit` in each `window`. */
+export interface Limit {
+  readonly limit: number
+  readonly window: Duration.Input
+}
+
+export interface Options {
+  readonly connections?: Limit | undefined
+  readonly senderMessages?: Limit | undefined
+  readonly userMessages?: Limit | undefined
+  readonly userRecipients?: Limit | undefined
+  /** The prefix of the limiter's keys, so that servers sharing a store may keep their counts apart: `effect-smtp`. */
+  readonly prefix?: string
+  readonly onStoreFailure?: PolicyStore.OnStoreFailure
+  readonly storeTimeout?: Duration.Input
+}
+
+const retrySeconds = (retryAfter: Duration.Duration) => Math.max(1, Math.ceil(Duration.toSeconds(retryAfter)))
+
+export const rateLimits = (options: Options) => {
+  const prefix = options.prefix ?? "effect-smtp"
+  const onStoreFailure = options.onStoreFailure ?? "open"
+  const timeout = options.storeTimeout ?? PolicyStore.DEFAULT_TIMEOUT
+
+  // Consumes one from `key`'s count under `limit`; past it, fails with `exceeded`'s rejection.
+  const consume = (limit: Limit, key: string, exceeded: (retrySeconds: number) => Reject.SmtpRejection, closed: Reject.SmtpRejection) =>
+    PolicyStore.guarded(
+      "rate_limits",
+      { onStoreFailure, timeout, closed },
+      RateLimiter.RateLimiter.use((limiter) => limiter.consume({ key: `${prefix}:${key}`, limit: limit.limit, window: limit.window, onExceeded: "fail" })).pipe(
+        Effect.mapError((error) => error.reason._tag === "RateLimitExceeded" ? exceeded(retrySeconds(error.reason.retryAfter)) : error)
+      ),
+      (error): error is RateLimiter.RateLimiterError => error._tag === "RateLimiterError"
+    )
+
+  const limitConnections = (limit: Limit) =>
+    SmtpApp.onConnect((next) =>
+      Effect.gen(function*() {
+        const { remoteAddress } = yield* SmtpSession.current
+        yield* consume(limit, `connections:${Networks.clientNetwork(remoteAddress)}`, Reject.connectionRateExceeded, Reject.policyUnavailableAtConnect)
+        return yield* next
+      })
+    )
+
+  const limitMessages = (senderLimit: Limit | undefined, userLimit: Limit | undefined) =>
+    SmtpApp.onMailFrom((next) =>
+      Effect.gen(function*() {
+        const { address } = yield* MailFrom
+        if (senderLimit !== undefined && address !== "") {
+          yield* consume(senderLimit, `sender:${address.toLowerCase()}`, (seconds) => Reject.messageRateExceeded("messages from this sender", seconds), Reject.policyUnavailable)
+        }
+        const { username } = yield* SmtpSession.current
+        if (userLimit !== undefined && Option.isSome(username)) {
+          yield* consume(userLimit, `user-messages:${username.value}`, (seconds) => Reject.messageRateExceeded("messages from this user", seconds), Reject.policyUnavailable)
+        }
+        return yield* next
+      })
+    )
+
+  const limitRecipients = (limit: Limit) =>
+    SmtpApp.onRcptTo((next) =>
+      Effect.gen(function*() {
+        const { username } = yield* SmtpSession.current
+        if (Option.isSome(username)) {
+          yield* consume(limit, `user-recipients:${username.value}`, (seconds) => Reject.messageRateExceeded("recipients from this user", seconds), Reject.policyUnavailable)
+        }
+        return yield* next
+      })
+    )
+
+  return <Cs, Ts, R, U extends SmtpApp.UserKey>(app: SmtpApp.SmtpApp<Cs, Ts, R, U>) => {
+    const withConnections = options.connections === undefined ? app : app.pipe(limitConnections(options.connections))
+    const withMessages = options.senderMessages === undefined && options.userMessages === undefined
+      ? withConnections
+      : withConnections.pipe(limitMessages(options.senderMessages, options.userMessages))
+    return options.userRecipients === undefined ? withMessages : withMessages.pipe(limitRecipients(options.userRecipients))
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The users who may log in, with scrypt-hashed passwords.
+ *
+ * `Users` checks a user name and password; the `authUsers` plugin asks it at
+ * AUTH. Two stores come with it: `layerMemory` (user names and hashes given
+ * in code) and `layerFile` (one `user:hash` per line, read again when the
+ * file changes). A hash is what `hashPassword` makes, and
+ * `effect-smtp hash-password` prints: `$scrypt$N=16384,r=8,p=1$<salt>$<key>`
+ * (base64). Checking takes as long for an unknown user as for a wrong
+ * password, and compares in constant time.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto"
+import { readFile, stat } from "node:fs/promises"
+
+/** The user store could not be read. */
+export class UsersError extends Schema.TaggedError<UsersError>()("UsersError", { message: Schema.String }) {}
+
+/** Whether a user name and password match a user. */
+export class Users extends Context.Service<Users, {
+  readonly verify: (username: string, password: Redacted.Redacted<string>) => Effect.Effect<boolean, UsersError>
+}>()("effect-smtp/Users") {
+  /** Users given as user name and hash (`hashPassword`'s). A hash that is not one fails the layer. */
+  static readonly layerMemory = (users: Iterable<readonly [username: string, hash: string]>): Layer.Layer<Users, UsersError> =>
+    Layer.effect(Users, Effect.map(checked(Array.from(users), "layerMemory"), fromEntries))
+
+  /**
+   * Users read from a file of `user:hash` lines (blank lines and `#` comments
+   * skipped). The file is read at start, where an unreadable or malformed file
+   * fails the layer, and again whenever its size or time of change differs at
+   * a login; a later read that fails keeps the users it had, with an error in
+   * the log.
+   */
+  static readonly layerFile = (path: string): Layer.Layer<Users, UsersError> =>
+    Layer.effect(
+      Users,
+      Effect.gen(function*() {
+        let current = yield* readUsersFile(path)
+        const reloaded = Effect.gen(function*() {
+          const version = yield* fileVersion(path)
+          if (version === current.version) return current.users
+          const next = yield* readUsersFile(path)
+          current = next
+          yield* Effect.logInfo("users file reloaded").pipe(Effect.annotateLogs({ path, users: next.count }))
+          return next.users
+        }).pipe(
+          Effect.catchTag("UsersError", (error) =>
+            Effect.logError("users file not reloaded, keeping the users read before").pipe(
+              Effect.annotateLogs({ path, error: error.message }),
+              Effect.as(current.users)
+            ))
+        )
+        return Users.of({ verify: (username, password) => Effect.flatMap(reloaded, (users) => users.verify(username, password)) })
+      })
+    )
+}
+
+const PARAMETERS = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
+const KEY_LENGTH = 32
+const HASH = /^\$scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/
+
+const derive = (password: string, salt: Buffer, parameters: typeof PARAMETERS, length: number) =>
+  Effect.callback<Buffer, UsersError>((resume) => {
+    scrypt(password.normalize("NFC"), salt, length, parameters, (error, key) =>
+      resume(error === null ? Effect.succeed(key) : Effect.fail(new UsersError({ message: `scrypt: ${error.message}` }))))
+  })
+
+/** A new scrypt hash of `password`, with a random salt. */
+export const hashPassword = (password: Redacted.Redacted<string>): Effect.Effect<string, UsersError> => {
+  const salt = randomBytes(16)
+  return Effect.map(
+    derive(Redacted.value(password), salt, PARAMETERS, KEY_LENGTH),
+    (key) => `$scrypt$N=${PARAMETERS.N},r=${PARAMETERS.r},p=${PARAMETERS.p}$${salt.toString("base64")}$${key.toString("base64")}`
+  )
+}
+
+/** Whether `text` is a hash `verifyPassword` reads. */
+export const isHash = (text: string): boolean => HASH.test(text)
+
+/** Whether `password` matches `hash`, compared in constant time; a malformed hash matches nothing. */
+export const verifyPassword = (hash: string, password: Redacted.Redacted<string>): Effect.Effect<boolean, UsersError> => {
+  const match = HASH.exec(hash)
+  if (match === null) return Effect.succeed(false)
+  const [, n, r, p, salt, key] = match
+  const expected = Buffer.from(key ?? "", "base64")
+  const parameters = { N: Number(n), r: Number(r), p: Number(p), maxmem: PARAMETERS.maxmem }
+  return Effect.map(
+    derive(Redacted.value(password), Buffer.from(salt ?? "", "base64"), parameters, expected.length),
+    (derived) => timingSafeEqual(derived, expected)
+  )
+}
+
+// An unknown user's password is checked against this, so that it takes as long as a known user's.
+const decoy = Effect.runSync(Effect.cached(hashPassword(Redacted.make("decoy")).pipe(Effect.orDie)))
+
+interface UserTable {
+  readonly verify: (username: string, password: Redacted.Redacted<string>) => Effect.Effect<boolean, UsersError>
+}
+
+const fromEntries = (entries: ReadonlyArray<readonly [string, string]>): UserTable => {
+  const hashes = new Map(entries)
+  return {
+    verify: (username, password) => {
+      const hash = hashes.get(username)
+      if (hash === undefined) return Effect.flatMap(decoy, (decoyHash) => Effect.as(verifyPassword(decoyHash, password), false))
+      return verifyPassword(hash, password)
+    }
+  }
+}
+
+const checked = (entries: ReadonlyArray<readonly [string, string]>, source: string) => {
+  const bad = entries.find(([, hash]) => !isHash(hash))
+  return bad === undefined
+    ? Effect.succeed(entries)
+    : Effect.fail(new UsersError({ message: `${source}: the password of "${bad[0]}" is not a scrypt hash (effect-smtp hash-password makes one)` }))
+}
+
+const fileVersion = (path: string) =>
+  Effect.tryPromise({
+    try: () => stat(path),
+    catch: (error) => new UsersError({ message: `cannot read ${path}: ${String(error)}` })
+  }).pipe(Effect.map((info) => `${info.size}:${info.mtimeMs}:${info.ctimeMs}`))
+
+/** Parses `user:hash` lines; blank lines and `#` comments are skipped. */
+export const parseUsersFile = (text: string, path: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, UsersError> => {
+  const entries: Array<readonly [string, string]> = []
+  const lines = text.split(/\r?\n/)
+  for (const [index, raw] of lines.entries()) {
+    const line = raw.trim()
+    if (line === "" || line.startsWith("#")) continue
+    const colon = line.indexOf(":")
+    if (colon <= 0) return Effect.fail(new UsersError({ message: `${path}:${index + 1}: expected user:hash` }))
+    entries.push([line.slice(0, colon), line.slice(colon + 1)])
+  }
+  return checked(entries, path)
+}
+
+const readUsersFile = (path: string) =>
+  Effect.gen(function*() {
+    const version = yield* fileVersion(path)
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (error) => new UsersError({ message: `cannot read ${path}: ${String(error)}` })
+    })
+    const entries = yield* parseUsersFile(text, path)
+    return { version, users: fromEntries(entries), count: entries.length }
+  })

@@ -151,38 +151,44 @@ type Needs = Mailboxes | RateLimiter.RateLimiter | Persistence.BackingPersistenc
 /** The app the policies are added to, one after the other. */
 type App = SmtpApp.SmtpApp<never, never, Needs>
 
+/**
+ * A plugin as a step of the app, checked one by one: a plugin that needs a service `Needs` does not name is a
+ * compile error here (an array literal of them would not check each element as strictly).
+ */
+const policy = (plugin: (app: App) => App) => plugin
+
 const limit = (text: Option.Option<string>): Limit | undefined => Option.getOrUndefined(Option.flatMap(text, limitOf))
 
 /** The policies the settings switch on, in the order they run in their phases. */
 const policies = (settings: Settings): ReadonlyArray<(app: App) => App> => [
   ...(settings.allowNetworks.length > 0 || settings.denyNetworks.length > 0
-    ? [accessList({ allow: settings.allowNetworks, deny: settings.denyNetworks })]
+    ? [policy(accessList({ allow: settings.allowNetworks, deny: settings.denyNetworks }))]
     : []),
-  ...(settings.requireTls === "never" ? [] : [requireTls({ authenticated: settings.requireTls === "authenticated" })]),
+  ...(settings.requireTls === "never" ? [] : [policy(requireTls({ authenticated: settings.requireTls === "authenticated" }))]),
   ...(settings.senderAllow.length > 0 || settings.senderDeny.length > 0
-    ? [senderRules({ allow: settings.senderAllow, deny: settings.senderDeny })]
+    ? [policy(senderRules({ allow: settings.senderAllow, deny: settings.senderDeny }))]
     : []),
   ...(settings.mailboxes.length > 0
-    ? [localMailboxes({ domains: settings.domains })]
+    ? [policy(localMailboxes({ domains: settings.domains }))]
     : settings.domains.length > 0
-    ? [localRecipients({ domains: settings.domains })]
+    ? [policy(localRecipients({ domains: settings.domains }))]
     : []),
   ...(settings.greylisting
-    ? [greylisting({ delay: settings.greylistDelay, passNetworks: settings.greylistPassNetworks, onStoreFailure: settings.policyStoreFailure })]
+    ? [policy(greylisting({ delay: settings.greylistDelay, passNetworks: settings.greylistPassNetworks, onStoreFailure: settings.policyStoreFailure }))]
     : []),
-  rateLimits({
+  policy(rateLimits({
     connections: limit(settings.rateConnections),
     senderMessages: limit(settings.rateSenderMessages),
     userMessages: limit(settings.rateUserMessages),
     userRecipients: limit(settings.rateUserRecipients),
     onStoreFailure: settings.policyStoreFailure
-  })
+  }))
 ]
 
 /** The receiving app: the policies the settings switch on, the `Received:` field, then the store. */
 export const app = (settings: Settings, hostname: string): App => {
   const start: App = SmtpApp.empty
-  return policies(settings).reduce((app, policy) => policy(app), start).pipe(receivedHeader({ hostname }), deliver)
+  return policies(settings).reduce((app, plugin) => plugin(app), start).pipe(receivedHeader({ hostname }), deliver)
 }
 
 /** Whether the settings name users who may log in. */

@@ -22,8 +22,9 @@ import * as Networks from "../internal/Networks.ts"
 import * as PolicyStore from "../internal/PolicyStore.ts"
 import * as Reject from "../phases/Reject.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
-import { MailFrom, RcptTo } from "../services/PhaseInput.ts"
+import { RcptTo } from "../services/PhaseInput.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
+import { SmtpTransaction } from "../services/SmtpTransaction.ts"
 
 export interface Options {
   /** How long a new triplet must wait before a retry is accepted: 5 minutes. */
@@ -70,9 +71,10 @@ export const greylisting = (options: Options = {}) => {
     Effect.gen(function*() {
       const session = yield* SmtpSession.current
       if (Option.isSome(session.username) || Networks.includes(passNetworks, session.remoteAddress)) return yield* next
-      const sender = yield* MailFrom
+      // RCPT comes after MAIL: the transaction has its sender.
+      const sender = Option.match((yield* SmtpTransaction.current).mailFrom, { onNone: () => "", onSome: (from) => from.address })
       const { address } = yield* RcptTo
-      const key = `${Networks.clientNetwork(session.remoteAddress)}|${sender.address.toLowerCase()}|${address.toLowerCase()}`
+      const key = `${Networks.clientNetwork(session.remoteAddress)}|${sender.toLowerCase()}|${address.toLowerCase()}`
       yield* PolicyStore.guarded("greylisting", guard, check(key), (error): error is Persistence.PersistenceError => error._tag === "PersistenceError")
       return yield* next
     })

@@ -11,8 +11,18 @@ import * as Result from "effect/Result"
 import * as IpNetwork from "effect/net/IpNetwork"
 import * as NetAddress from "effect/net/NetAddress"
 
-// One address is the network of just that address.
-const fromEntry = (entry: string) => IpNetwork.fromString(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`)
+const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,3}))?$/i
+
+/**
+ * One address is the network of just that address. An IPv4-mapped entry (`::ffff:192.0.2.0/120`) is the IPv4
+ * network it maps, as clients' mapped addresses are matched as IPv4 (`address`).
+ */
+const fromEntry = (entry: string) => {
+  const mapped = IPV4_MAPPED.exec(entry)
+  const prefix = mapped?.[2] === undefined ? 128 : Number(mapped[2])
+  if (mapped !== null && prefix >= 96) return IpNetwork.fromString(`${mapped[1]}/${prefix - 96}`)
+  return IpNetwork.fromString(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`)
+}
 
 /** Why a list entry is not a network or an address, if it is not. */
 export const parseError = (entry: string): Option.Option<string> => {

@@ -34,8 +34,9 @@ const trigger = (rule: Rule): Fires => {
   const when = rule.when ?? "always"
   if (when === "always") return () => Effect.succeed(true)
   if ("recipient" in when) {
+    // `search`, unlike `test`, keeps no state between calls in a `g` or `y` pattern.
     const pattern = when.recipient
-    return (recipients) => Effect.succeed(recipients.some((address) => pattern.test(address)))
+    return (recipients) => Effect.succeed(recipients.some((address) => address.search(pattern) !== -1))
   }
   // One generator for the rule's life, so its draws continue one seeded sequence.
   const seeded = when.seed === undefined ? undefined : Effect.runSync(Random.withSeed(Effect.gen(function*() { return yield* Random.Random }), when.seed))

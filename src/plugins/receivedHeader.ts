@@ -6,7 +6,8 @@
  *
  *     Received: from <HELO name> (<reverse DNS name> [<client address>])
  *             by <hostname> with <ESMTP, ESMTPS, ESMTPSA…> id <connection id>
- *             for <recipient>; <date>
+ *             for <recipient>;
+ *             <date>
  *
  * (`for` only when the message has one recipient, so as not to disclose the
  * others.) Any message store gets it, Maildir or the app's own.
@@ -32,7 +33,7 @@ const rfc5322Date = (date: Date): string => date.toUTCString().replace("GMT", "+
 /** The client's address as an RFC 5321 address literal. */
 const addressLiteral = (address: string): string => net.isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`
 
-/** The field, folded over three lines, each ended with CRLF. */
+/** The field, folded (its lines ended with CRLF). */
 export const field = (session: State, envelope: Envelope, hostname: string, date: Date): string => {
   const literal = addressLiteral(session.remoteAddress)
   const helo = Option.getOrElse(session.heloName, () => literal)

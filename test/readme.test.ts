@@ -76,7 +76,8 @@ describe("README", () => {
       SmtpMetrics.messageSize,
       SmtpMetrics.rejections("connect", "4xx", "4.7.0"),
       SmtpMetrics.defects("data"),
-      SmtpMetrics.phaseDuration("data")
+      SmtpMetrics.phaseDuration("data"),
+      SmtpMetrics.policyStoreFailures("rate_limits")
     ]
     const documented = rows(3).filter(([name]) => name!.startsWith("| `smtp_")).map(([name, type, labels]) => [
       name!.slice(3, -1),

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import * as net from "node:net"
 import * as path from "node:path"
 import { documentation } from "../src/bin/MailServer.ts"
+import { startRedis } from "./redisServer.ts"
 import { collector, connect, send, spansIn, startMessage } from "./support.ts"
 
 interface Running {
@@ -179,6 +180,72 @@ describe("main program", () => {
       expect(files).toHaveLength(1)
       expect(files[0]!.toString("latin1")).toMatch(/with ESMTPSA id /)
     }))
+
+  it.live("users with hashes from effect-smtp hash-password; a plain password works with a warning", () =>
+    Effect.gen(function*() {
+      const hash = yield* Effect.callback<string>((resume) => {
+        const child = spawn(process.execPath, [program, "hash-password"], { stdio: ["pipe", "pipe", "pipe"] })
+        let stdout = ""
+        child.stdout.on("data", (chunk: Buffer) => stdout += chunk.toString())
+        child.once("close", () => resume(Effect.succeed(stdout.trim())))
+        child.stdin.end("wonder land\n")
+      })
+      expect(hash).toMatch(/^\$scrypt\$N=16384\$r=8\$p=1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/)
+      const server = yield* start({ SMTP_AUTH_USERS: `alice:${hash},bob:builder` })
+      expect(server.output()).toContain("plain passwords in SMTP_AUTH_USERS")
+      expect(server.output()).toContain("users=bob")
+      const mail = { from: "alice@example.test", to: "x@example.test", text: "hi" }
+      expect(yield* send(server.port, mail, { ...tls, auth: { user: "alice", pass: "wonder land" } })).toMatchObject({ ok: true })
+      expect(yield* send(server.port, mail, { ...tls, auth: { user: "alice", pass: hash } })).toMatchObject({ ok: false, code: 535 })
+      expect(yield* send(server.port, mail, { ...tls, auth: { user: "bob", pass: "builder" } })).toMatchObject({ ok: true })
+    }))
+
+  it.live("the policies from their settings: networks, senders, mailboxes and a rate, with their exact replies", () =>
+    Effect.gen(function*() {
+      const server = yield* start({
+        SMTP_DOMAINS: "example.test",
+        SMTP_MAILBOXES: "b@example.test",
+        SMTP_SENDER_DENY: "spam.test",
+        SMTP_RATE_SENDER_MESSAGES: "2/1 hour",
+        SMTP_ALLOW_NETWORKS: "127.0.0.0/8"
+      })
+      const reply = (result: { readonly ok: boolean; readonly response: string }) => result.ok ? "" : result.response
+      expect(reply(yield* send(server.port, { from: "x@spam.test", to: "b@example.test", text: "x" })))
+        .toBe("550 5.7.1 Sender address rejected: access denied")
+      expect(reply(yield* send(server.port, { from: "s1@sender.test", to: "nobody@example.test", text: "x" })))
+        .toBe("550 5.1.1 Mailbox unavailable: no such user here")
+      expect(reply(yield* send(server.port, { from: "s2@sender.test", to: "c@elsewhere.test", text: "x" })))
+        .toBe("550 5.7.1 Relay access denied")
+      const burst = [
+        yield* send(server.port, { from: "a@sender.test", to: "B@example.test", text: "1" }),
+        yield* send(server.port, { from: "a@sender.test", to: "b@example.test", text: "2" }),
+        yield* send(server.port, { from: "A@sender.test", to: "b@example.test", text: "3" })
+      ]
+      expect(burst.map((result) => result.ok)).toEqual([true, true, false])
+      expect(reply(burst[2]!)).toMatch(/^451 4\.7\.1 Too many messages from this sender, try again in \d+ seconds$/)
+      expect(stored(server.maildir)).toHaveLength(2)
+
+      const denied = yield* start({ SMTP_DENY_NETWORKS: "127.0.0.0/8" })
+      const client = yield* connect(denied.port)
+      expect(yield* client.reply).toBe("554 5.7.1 Access denied")
+    }))
+
+  it.live("two effect-smtp processes given one SMTP_REDIS_URL share the sender limit and the greylist", () =>
+    Effect.gen(function*() {
+      const redis = yield* Effect.acquireRelease(Effect.promise(() => startRedis()), (redis) => Effect.promise(() => redis.stop()))
+      const env = { SMTP_REDIS_URL: redis.url, SMTP_RATE_SENDER_MESSAGES: "3/1 hour", SMTP_GREYLISTING: "true", SMTP_GREYLIST_DELAY: "1 second" }
+      const a = yield* start(env)
+      const b = yield* start(env)
+      const reply = (result: { readonly ok: boolean; readonly response: string }) => result.ok ? "250" : result.response
+      const mail = { from: "s@sender.test", to: "b@example.test", text: "x" }
+      expect(reply(yield* send(a.port, mail))).toBe("451 4.7.1 Greylisted, try again in 1 seconds")
+      yield* Effect.sleep("1100 millis")
+      // Greylisted on a, let through on b; then b, a and b again: the fourth message (counting the first MAIL) is refused.
+      expect(reply(yield* send(b.port, mail))).toBe("250")
+      expect(reply(yield* send(a.port, mail))).toBe("250")
+      expect(reply(yield* send(b.port, mail))).toMatch(/^451 4\.7\.1 Too many messages from this sender, try again in \d+ seconds$/)
+      expect(stored(a.maildir).length + stored(b.maildir).length).toBe(2)
+    }), 30_000)
 
   it.live("several recipients, relay denied for other domains, UTF-8 addresses and a 10 MB attachment", () =>
     Effect.gen(function*() {

@@ -5,7 +5,7 @@
  * AUTH. Two stores come with it: `layerMemory` (user names and hashes given
  * in code) and `layerFile` (one `user:hash` per line, read again when the
  * file changes). A hash is what `hashPassword` makes, and
- * `effect-smtp hash-password` prints: `$scrypt$N=16384,r=8,p=1$<salt>$<key>`
+ * `effect-smtp hash-password` prints: `$scrypt$N=16384$r=8$p=1$<salt>$<key>`
  * (base64). Checking takes as long for an unknown user as for a wrong
  * password, and compares in constant time.
  */
@@ -61,7 +61,8 @@ export class Users extends Context.Service<Users, {
 
 const PARAMETERS = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
 const KEY_LENGTH = 32
-const HASH = /^\$scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/
+// No comma in it: SMTP_AUTH_USERS is a comma-separated list.
+const HASH = /^\$scrypt\$N=(\d+)\$r=(\d+)\$p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/
 
 const derive = (password: string, salt: Buffer, parameters: typeof PARAMETERS, length: number) =>
   Effect.callback<Buffer, UsersError>((resume) => {
@@ -74,7 +75,7 @@ export const hashPassword = (password: Redacted.Redacted<string>): Effect.Effect
   const salt = randomBytes(16)
   return Effect.map(
     derive(Redacted.value(password), salt, PARAMETERS, KEY_LENGTH),
-    (key) => `$scrypt$N=${PARAMETERS.N},r=${PARAMETERS.r},p=${PARAMETERS.p}$${salt.toString("base64")}$${key.toString("base64")}`
+    (key) => `$scrypt$N=${PARAMETERS.N}$r=${PARAMETERS.r}$p=${PARAMETERS.p}$${salt.toString("base64")}$${key.toString("base64")}`
   )
 }
 

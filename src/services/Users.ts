@@ -66,9 +66,18 @@ const HASH = /^\$scrypt\$N=(\d+)\$r=(\d+)\$p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z
 
 const derive = (password: string, salt: Buffer, parameters: typeof PARAMETERS, length: number) =>
   Effect.callback<Buffer, UsersError>((resume) => {
-    scrypt(password.normalize("NFC"), salt, length, parameters, (error, key) =>
-      resume(error === null ? Effect.succeed(key) : Effect.fail(new UsersError({ message: `scrypt: ${error.message}` }))))
+    const failed = (error: unknown) => Effect.fail(new UsersError({ message: `scrypt: ${error instanceof Error ? error.message : String(error)}` }))
+    // Node throws, rather than calls back, for parameters it refuses.
+    try {
+      scrypt(password.normalize("NFC"), salt, length, parameters, (error, key) => resume(error === null ? Effect.succeed(key) : failed(error)))
+    } catch (error) {
+      resume(failed(error))
+    }
   })
+
+// Parameters Node's scrypt takes: N a power of two, and the memory it needs (about 128·N·r bytes) within maxmem.
+const usable = (n: number, r: number, p: number) =>
+  n > 1 && Number.isSafeInteger(n) && (n & (n - 1)) === 0 && r >= 1 && p >= 1 && 128 * n * r < PARAMETERS.maxmem
 
 /** A new scrypt hash of `password`, with a random salt. */
 export const hashPassword = (password: Redacted.Redacted<string>): Effect.Effect<string, UsersError> => {
@@ -79,13 +88,16 @@ export const hashPassword = (password: Redacted.Redacted<string>): Effect.Effect
   )
 }
 
-/** Whether `text` is a hash `verifyPassword` reads. */
-export const isHash = (text: string): boolean => HASH.test(text)
+/** Whether `text` is a hash `verifyPassword` reads, with parameters scrypt can use. */
+export const isHash = (text: string): boolean => {
+  const match = HASH.exec(text)
+  return match !== null && usable(Number(match[1]), Number(match[2]), Number(match[3]))
+}
 
 /** Whether `password` matches `hash`, compared in constant time; a malformed hash matches nothing. */
 export const verifyPassword = (hash: string, password: Redacted.Redacted<string>): Effect.Effect<boolean, UsersError> => {
   const match = HASH.exec(hash)
-  if (match === null) return Effect.succeed(false)
+  if (match === null || !isHash(hash)) return Effect.succeed(false)
   const [, n, r, p, salt, key] = match
   const expected = Buffer.from(key ?? "", "base64")
   const parameters = { N: Number(n), r: Number(r), p: Number(p), maxmem: PARAMETERS.maxmem }

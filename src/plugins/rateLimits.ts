@@ -5,7 +5,11 @@
  * `RateLimiter.layerStoreMemory` for one instance, `layerStoreRedis` for
  * several that share their counts.
  *
- * Each limit counts over a fixed window:
+ * Each limit is counted as `RateLimiter`'s fixed window counts: up to `limit`
+ * at once, and the count is kept `window / limit` for each command it holds
+ * (a full count, for the whole `window`), then forgotten at once. So a
+ * burst never passes `limit`, and the rate over time is at most `limit` per
+ * `window`. The limits:
  * - `connections`, per client network (its /24, or /64 for IPv6), at
  *   connect: `421 4.7.0 Too many connections from your network, try again in N seconds`;
  * - `senderMessages`, per sender address, at MAIL (the null sender is not
@@ -30,7 +34,7 @@ import * as SmtpApp from "../phases/SmtpApp.ts"
 import { MailFrom } from "../services/PhaseInput.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
 
-/** At most `limit` in each `window`. */
+/** A burst of at most `limit`, and `limit` per `window` over time. */
 export interface Limit {
   readonly limit: number
   readonly window: Duration.Input

@@ -273,7 +273,7 @@ class Consumer extends Context.Service<Consumer, {
         )
       )
       copyFileSync(path.join(repo, "examples", "server.ts"), path.join(dir, "server.ts"))
-      for (const file of ["testing.test.ts", "plugin.ts", "plugin.test.ts"]) copyFileSync(path.join(repo, "examples", file), path.join(dir, file))
+      for (const file of ["testing.test.ts", "plugin.ts", "plugin.test.ts", "policies.ts", "policies.test.ts"]) copyFileSync(path.join(repo, "examples", file), path.join(dir, file))
       yield* runOk("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, env: npmEnv, timeout: "4 minutes" })
 
       const bin = (name: string) => path.join(dir, "node_modules", ".bin", name)
@@ -362,13 +362,14 @@ layer(Consumer.layer, { timeout: "5 minutes", excludeTestServices: true })("pack
       }), 60_000)
   }
 
-  it.effect("the consumer's vitest runs the testing and plugin examples (effect-smtp/testing, Layer.mock, flow) and they pass", () =>
+  it.effect("the consumer's vitest runs the testing, plugin and policies examples (effect-smtp/testing, Layer.mock, flow, the plugins) and they pass", () =>
     Effect.gen(function*() {
       const consumer = yield* Consumer
       const result = yield* run(consumer.bin("vitest"), ["run"], { cwd: consumer.dir, env: consumer.runtime("engines floor").env, timeout: "2 minutes" })
       expect(result.code, result.output).toBe(0)
       expect(plain(result.output)).toMatch(/✓ testing\.test\.ts/)
       expect(plain(result.output)).toMatch(/✓ plugin\.test\.ts/)
+      expect(plain(result.output)).toMatch(/✓ policies\.test\.ts/)
     }), 150_000)
 
   it.effect("effect-smtp --help, from node_modules/.bin and through npx, lists the SMTP_* variables", () =>

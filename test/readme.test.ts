@@ -48,7 +48,7 @@ describe("README", () => {
   })
 
   it("the examples it shows are the files the suite runs", () => {
-    for (const file of ["examples/server.ts", "examples/testing.test.ts", "examples/plugin.ts", "examples/observability.ts"]) {
+    for (const file of ["examples/server.ts", "examples/testing.test.ts", "examples/plugin.ts", "examples/observability.ts", "examples/policies.ts"]) {
       const { block, source } = shown(file)
       expect(block).toBe(source)
     }

@@ -1,0 +1,46 @@
+/**
+ * The README's policies: a receiving server built from the package's plugins,
+ * with the stores they need in memory (`examples/policies.test.ts` runs it).
+ * For several instances, give `RateLimiter` and `Persistence` Redis instead.
+ */
+import { Layer } from "effect"
+import * as Persistence from "effect/persistence/Persistence"
+import * as RateLimiter from "effect/persistence/RateLimiter"
+import {
+  accessList,
+  authUsers,
+  deliver,
+  greylisting,
+  localMailboxes,
+  Mailboxes,
+  rateLimits,
+  receivedHeader,
+  requireTls,
+  senderRules,
+  SmtpApp,
+  SmtpServer,
+  Users
+} from "effect-smtp"
+
+export const app = SmtpApp.empty.pipe(
+  accessList({ deny: ["203.0.113.0/24"] }),
+  requireTls({ authenticated: true }),
+  senderRules({ deny: ["spam.example"] }),
+  localMailboxes({ domains: ["example.com"] }),
+  greylisting({ passNetworks: ["10.0.0.0/8"] }),
+  rateLimits({ connections: { limit: 30, window: "1 minute" }, senderMessages: { limit: 100, window: "1 hour" } }),
+  receivedHeader({ hostname: "mx.example.com" }),
+  authUsers,
+  deliver
+)
+
+/** What the plugins need; the server needs a `MessageStore` and its settings besides. */
+export const policyStores = (usersFile: string) =>
+  Layer.mergeAll(
+    Mailboxes.layerList(["postmaster@example.com", "alice@example.com"]),
+    Users.layerFile(usersFile),
+    RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory)),
+    Persistence.layerBackingMemory
+  )
+
+export const server = (usersFile: string) => SmtpServer.layer(app).pipe(Layer.provide(policyStores(usersFile)))

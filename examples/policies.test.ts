@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { hashPassword, MessageStore } from "effect-smtp"
 import { SmtpTest } from "effect-smtp/testing"
-import { app, policyStores } from "./policies.js"
+import { app, flakyApp, policyStores } from "./policies.js"
 
 const dir = mkdtempSync(path.join(tmpdir(), "policies-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -49,5 +49,26 @@ layer(TestServer)("the README's policies", (it) => {
       expect(yield* client.data("Subject: hi\r\n\r\nhello\r\n")).toMatchObject({ code: 250 })
       const [stored] = yield* SmtpTest.messages
       expect(new TextDecoder().decode(stored?.bytes)).toMatch(/^Received: from client\.example \(\[10\.1\.2\.3\]\)\r\n\tby mx\.example\.com with ESMTP id /)
+    }))
+})
+
+layer(SmtpTest.layer(flakyApp).pipe(Layer.provide(MessageStore.layerMemory)))("the README's failure injection", (it) => {
+  it.effect("fails the recipients it names, and about a tenth of the senders", () =>
+    Effect.gen(function*() {
+      const client = yield* SmtpTest.connect()
+      yield* client.ehlo("client.example")
+      const senders = []
+      for (let i = 0; i < 50; i++) {
+        const reply = yield* client.mailFrom(`s${i}@sender.example`)
+        senders.push(reply.code)
+        if (reply.code === 250) {
+          expect(yield* client.rcptTo("full-bob@example.com")).toMatchObject({ code: 452, enhanced: "4.2.2", lines: ["Mailbox full"] })
+          expect(yield* client.rcptTo("bob@example.com")).toMatchObject({ code: 250 })
+          yield* client.command("RSET")
+        }
+      }
+      const failed = senders.filter((code) => code === 451).length
+      expect(failed).toBeGreaterThan(0)
+      expect(failed).toBeLessThan(15)
     }))
 })

@@ -10,11 +10,13 @@ import {
   accessList,
   authUsers,
   deliver,
+  failureInjection,
   greylisting,
   localMailboxes,
   Mailboxes,
   rateLimits,
   receivedHeader,
+  Reject,
   requireTls,
   senderRules,
   SmtpApp,
@@ -44,3 +46,12 @@ export const policyStores = (usersFile: string) =>
   )
 
 export const server = (usersFile: string) => SmtpServer.layer(app).pipe(Layer.provide(policyStores(usersFile)))
+
+/** For testing a mail client: recipients `full-…` are over quota, and one MAIL in ten fails, the same ones each run. */
+export const flakyApp = SmtpApp.empty.pipe(
+  failureInjection([
+    { phase: "rcptTo", reply: Reject.temporary(452, "4.2.2", "Mailbox full"), when: { recipient: /^full-/ } },
+    { phase: "mailFrom", reply: Reject.temporary(451, "4.3.0", "Try again later"), when: { percent: 10, seed: "client-tests" } }
+  ]),
+  deliver
+)

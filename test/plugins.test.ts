@@ -83,6 +83,20 @@ describe("accessList", () => {
       expect((yield* served.ehlo("client.test")).code).toBe(250)
     }))
 
+  it.effect("behind a trusted proxy, judges the client XCLIENT names: 554 5.7.1 in reply to XCLIENT, and the connection closes", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(accessList({ deny: ["203.0.113.0/24"] }))
+      const server = yield* SmtpTest.make(app, { ...settings, xclientPeers: ["192.0.2.10"] })
+      const proxied = yield* server.connect({ remoteAddress: "192.0.2.10" })
+      expect(proxied.greeting).toEqual(welcome)
+      yield* proxied.ehlo("proxy.test")
+      expect(yield* proxied.command("XCLIENT ADDR=203.0.113.9")).toEqual(accessDenied)
+      yield* proxied.closed
+      const allowed = yield* server.connect({ remoteAddress: "192.0.2.10" })
+      yield* allowed.ehlo("proxy.test")
+      expect(yield* allowed.command("XCLIENT ADDR=198.51.100.7")).toEqual(welcome)
+    }))
+
   it.effect("matches IPv6 CIDR ranges and single IPv6 addresses", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(accessList({ deny: ["2001:db8::/32", "2001:db9::25"] }))

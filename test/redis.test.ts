@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { Context, Effect, Layer, Logger, Metric, Schedule } from "effect"
+import { Context, Effect, Layer, Logger, Metric, References, Schedule } from "effect"
 import * as Persistence from "effect/persistence/Persistence"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import {
@@ -34,13 +34,17 @@ let tests = 0
 /** Keys of a test of their own: the instances of one test share them, no other test does. */
 const isolated = () => `test-${process.pid}-${++tests}`
 
-/** Warnings and errors logged by the instances. */
+/** Warnings and errors logged by the instances, and the reasons the policies gave. */
 const capture = () => {
   const warnings: Array<string> = []
-  const logger = Logger.make<unknown, void>(({ logLevel, message }) => {
-    if (logLevel === "Warn" || logLevel === "Error") warnings.push([message].flat().map(String).join(" "))
+  const reasons: Array<string> = []
+  const logger = Logger.make<unknown, void>(({ fiber, logLevel, message }) => {
+    if (logLevel !== "Warn" && logLevel !== "Error") return
+    warnings.push([message].flat().map(String).join(" "))
+    const reason = fiber.getRef(References.CurrentLogAnnotations)["reason"]
+    if (typeof reason === "string") reasons.push(reason)
   })
-  return { warnings, layer: Logger.layer([logger]) }
+  return { warnings, reasons, layer: Logger.layer([logger]) }
 }
 
 /** One server instance on 127.0.0.1 with a Redis client of its own: its port, and its client's readiness. */
@@ -132,6 +136,8 @@ describe("Redis-backed policies", () => {
       expect(yield* failures("rate_limits")).toBeGreaterThanOrEqual(before.rate + 2)
       expect(yield* failures("greylisting")).toBeGreaterThanOrEqual(before.grey + 1)
       expect(logs.warnings.filter((line) => line === "policy store failed, command let through").length).toBeGreaterThanOrEqual(3)
+      // The reason names what failed, down to Redis's own words where the store passes them on.
+      expect(logs.reasons.some((reason) => reason.endsWith("from Redis: The client is offline"))).toBe(true)
 
       yield* Effect.promise(() => redis.restart())
       yield* reconnected(a.client)

@@ -4,7 +4,6 @@
  * a warning and a count in `smtp_policy_store_failures_total`) or fail closed
  * (answer a temporary rejection, so the client retries later; counted too).
  */
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
@@ -34,8 +33,17 @@ export const guarded = <A, E, R>(
       onNone: () => failed(policy, options, `no answer within ${Duration.format(Duration.fromInputUnsafe(options.timeout))}`),
       onSome: (value) => Effect.succeed(Option.some(value))
     })),
-    Effect.catchIf(isStoreError, (error) => failed(policy, options, Cause.pretty(Cause.fail(error))))
+    Effect.catchIf(isStoreError, (error) => failed(policy, options, describe(error)))
   )
+
+/** A store error on one line for the log: its message and its causes' (down to Redis's own), each once. */
+const describe = (error: unknown): string => {
+  const messages: Array<string> = []
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (current.message !== "" && !messages.some((message) => message.includes(current.message))) messages.push(current.message)
+  }
+  return messages.length === 0 ? String(error) : messages.join(": ")
+}
 
 const failed = (
   policy: SmtpMetrics.StorePolicy,

@@ -7,7 +7,8 @@
  * 1. SIGTERM or SIGINT finish the messages in flight and exit 0.
  *
  * `effect-smtp hash-password` reads a password from standard input (its first
- * line) and prints the hash `SMTP_AUTH_USERS` and users files take.
+ * line; typed at a terminal, it is not shown) and prints the hash
+ * `SMTP_AUTH_USERS` and users files take.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
@@ -39,16 +40,41 @@ if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
   )
 }
 
-async function printHash() {
-  if (process.stdin.isTTY) process.stderr.write("Password (shown as typed; or pipe it in): ")
-  let input = ""
-  for await (const chunk of process.stdin) {
-    input += String(chunk)
-    if (input.includes("\n")) break
+/** The first line of standard input; from a terminal, read without echo. */
+async function readPassword(): Promise<string> {
+  const input = process.stdin
+  if (!input.isTTY) {
+    let text = ""
+    for await (const chunk of input) {
+      text += String(chunk)
+      if (text.includes("\n")) break
+    }
+    return text.split(/\r?\n/)[0] ?? ""
   }
-  const password = input.split(/\r?\n/)[0] ?? ""
+  process.stderr.write("Password: ")
+  input.setRawMode(true)
+  input.setEncoding("utf8")
+  let typed = ""
+  try {
+    for await (const chunk of input) {
+      for (const char of String(chunk)) {
+        if (char === "\r" || char === "\n") return typed
+        if (char === "\u0003") throw new Error("interrupted")
+        typed = char === "\u007f" || char === "\b" ? typed.slice(0, -1) : typed + char
+      }
+    }
+    return typed
+  } finally {
+    input.setRawMode(false)
+    input.pause()
+    process.stderr.write("\n")
+  }
+}
+
+async function printHash() {
+  const password = await readPassword().catch(() => "")
   if (password === "") {
-    console.error("effect-smtp hash-password: no password on standard input")
+    console.error("effect-smtp hash-password: no password given")
     process.exitCode = 1
     return
   }

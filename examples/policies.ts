@@ -1,11 +1,9 @@
 /**
  * The README's policies: a receiving server built from the package's plugins,
  * with the stores they need in memory (`examples/policies.test.ts` runs it).
- * For several instances, give `RateLimiter` and `Persistence` Redis instead.
+ * For several instances, give `rateLimits` and `greylisting` Redis instead.
  */
 import { Layer } from "effect"
-import * as Persistence from "effect/persistence/Persistence"
-import * as RateLimiter from "effect/persistence/RateLimiter"
 import {
   accessList,
   authUsers,
@@ -14,6 +12,7 @@ import {
   greylisting,
   localMailboxes,
   Mailboxes,
+  PolicyMemory,
   rateLimits,
   receivedHeader,
   Reject,
@@ -41,8 +40,7 @@ export const policyStores = (usersFile: string) =>
   Layer.mergeAll(
     Mailboxes.layerList(["postmaster@example.com", "alice@example.com"]),
     Users.layerFile(usersFile),
-    RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory)),
-    Persistence.layerBackingMemory
+    PolicyMemory.layer()
   )
 
 export const server = (usersFile: string) => SmtpServer.layer(app).pipe(Layer.provide(policyStores(usersFile)))

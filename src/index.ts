@@ -35,6 +35,7 @@ export type {
   TlsCertificate
 } from "./layers/SmtpServerConfig.ts"
 export * as Maildir from "./layers/Maildir.ts"
+export * as PolicyMemory from "./layers/PolicyMemory.ts"
 export * as SmtpMetrics from "./layers/SmtpMetrics.ts"
 export { deliver } from "./plugins/deliver.ts"
 export { accessList } from "./plugins/accessList.ts"

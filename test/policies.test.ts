@@ -9,7 +9,7 @@
  * delay of a millisecond, and assert nothing about time.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Logger, Metric, Option, Redacted, References } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Redacted, References } from "effect"
 import * as Persistence from "effect/persistence/Persistence"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import { TestClock } from "effect/testing"
@@ -20,6 +20,7 @@ import {
   authUsers,
   Credentials,
   greylisting,
+  PolicyMemory,
   type GreylistingOptions,
   hashPassword,
   rateLimits,
@@ -656,4 +657,52 @@ describe("greylisting", () => {
       Effect.provide(greylistServer({ onStoreFailure: "closed", storeTimeout: "1 second" }, backingWith({ get: () => Effect.never }))),
       Effect.provide(freshMetrics())
     ))
+})
+
+// ---------------------------------------------------------------------------------------------------------------------
+// PolicyMemory
+
+describe("PolicyMemory", () => {
+  it.effect("the rate limiter's counters count as Effect's memory store's, and expired ones are removed every sweepEvery", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      yield* Effect.gen(function*() {
+        const limiter = yield* RateLimiter.RateLimiter
+        const consume = (key: string) => limiter.consume({ key, limit: 2, window: "1 minute", onExceeded: "fail" })
+        yield* consume("a")
+        yield* consume("a")
+        const third = yield* Effect.flip(consume("a"))
+        expect(third.reason._tag === "RateLimitExceeded" && Duration.toSeconds(third.reason.retryAfter)).toBe(60)
+        for (let i = 0; i < 1000; i++) yield* consume(`sender-${i}`)
+        yield* TestClock.adjust("30 seconds")
+        yield* settle
+        expect(logs.named("expired policy entries removed")).toEqual([])
+        yield* TestClock.adjust("1 minute")
+        yield* settle
+        expect(logs.named("expired policy entries removed").map((line) => line.annotations)).toEqual([
+          { store: "rate_limiter", removed: 1001, kept: 0 }
+        ])
+        // A swept key starts a count of its own again.
+        expect((yield* consume("a")).remaining).toBe(1)
+      }).pipe(Effect.provide(RateLimiter.layer.pipe(Layer.provide(PolicyMemory.layerRateLimiterStore({ sweepEvery: "1 minute" })), Layer.provide(logs.layer))))
+    }))
+
+  it.effect("the backing store's entries expire with their time to live and are removed every sweepEvery; entries without one stay", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const store = yield* Persistence.BackingPersistence.use((backing) => backing.make("test"))
+        for (let i = 0; i < 500; i++) yield* store.set(`triplet-${i}`, { firstSeen: i }, Duration.seconds(30))
+        yield* store.set("forever", { kept: true }, undefined)
+        expect(yield* store.get("triplet-7")).toEqual({ firstSeen: 7 })
+        yield* TestClock.adjust("31 seconds")
+        expect(yield* store.get("triplet-7")).toBeUndefined()
+        yield* TestClock.adjust("30 seconds")
+        yield* settle
+        expect(logs.named("expired policy entries removed").map((line) => line.annotations)).toEqual([
+          { store: "persistence", removed: 499, kept: 1 }
+        ])
+        expect(yield* store.get("forever")).toEqual({ kept: true })
+      })).pipe(Effect.provide(PolicyMemory.layerBackingPersistence({ sweepEvery: "1 minute" }).pipe(Layer.provide(logs.layer))))
+    }))
 })

@@ -13,6 +13,7 @@ import * as Schema from "effect/Schema"
 import * as Persistence from "effect/persistence/Persistence"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import * as Networks from "../internal/Networks.ts"
+import * as PolicyMemory from "../layers/PolicyMemory.ts"
 import * as SettingsReader from "../internal/SettingsReader.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { accessList } from "../plugins/accessList.ts"
@@ -225,7 +226,7 @@ export const users = (settings: Settings): Layer.Layer<Users, UsersError> =>
 /** The stores of the rate limits and the greylist: Redis when a URL is given, memory otherwise. */
 export const stores = (settings: Settings) =>
   Option.match(settings.redisUrl, {
-    onNone: () => Layer.mergeAll(RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreMemory)), Persistence.layerBackingMemory),
+    onNone: () => PolicyMemory.layer(),
     onSome: (url) =>
       Layer.mergeAll(RateLimiter.layer.pipe(Layer.provide(RateLimiter.layerStoreRedis())), Persistence.layerBackingRedis).pipe(
         // Without an offline queue a command fails at once while Redis is away (and the policy decides

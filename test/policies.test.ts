@@ -349,6 +349,25 @@ describe("rateLimits", () => {
       expect(yield* greeting("198.51.100.99")).toBe("421 4.7.0 Too many connections from your network, try again in 30 seconds")
     }).pipe(Effect.provide(rateLimitServer({ connections: { limit: 1, window: "30 seconds" } }))))
 
+  it.effect("connections behind a trusted proxy: the proxy's own connections are not counted, the clients its XCLIENT names are", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(rateLimited({ connections: { limit: 2, window: "1 minute" }, proxies: ["192.0.2.10"] }), {
+        ...settings,
+        xclientPeers: ["192.0.2.10"]
+      })
+      const proxied = (client: string) =>
+        Effect.scoped(Effect.gen(function*() {
+          const connection = yield* server.connect({ remoteAddress: "192.0.2.10" })
+          expect(line(connection.greeting)).toBe("220 mx.test ESMTP")
+          yield* connection.ehlo("proxy.test")
+          return line(yield* connection.command(`XCLIENT ADDR=${client}`))
+        }))
+      expect(yield* proxied("198.51.100.1")).toBe("220 mx.test ESMTP")
+      expect(yield* proxied("198.51.100.2")).toBe("220 mx.test ESMTP")
+      expect(yield* proxied("203.0.113.1")).toBe("220 mx.test ESMTP")
+      expect(yield* proxied("198.51.100.3")).toBe("421 4.7.0 Too many connections from your network, try again in 60 seconds")
+    }).pipe(Effect.provide(memoryLimiter)))
+
   it.effect("senderMessages: counted per sender address at MAIL, whatever its case and client, never the null sender; 451 4.7.1 until the window passes", () =>
     Effect.gen(function*() {
       const tooMany = (seconds: number) => `451 4.7.1 Too many messages from this sender, try again in ${seconds} seconds`

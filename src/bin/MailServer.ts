@@ -158,7 +158,7 @@ const serve = (command: typeof CommandSettings.Type, metrics: Option.Option<stri
   if (settings.authRequired && !withUsers) {
     return yield* new StartupError({ message: `${PREFIX}_AUTH_REQUIRED: nobody could log in: set ${commandVariable("authUsers")}` })
   }
-  const receiving = Policies.app(command, settings.hostname)
+  const receiving = Policies.app(command, settings)
   // With users, authRequired (on by default then) refuses MAIL from sessions that have not logged in (530 5.7.0).
   const serving = withUsers
     ? SmtpServer.layer(receiving.pipe(authUsers)).pipe(Layer.provide(Policies.users(command)))

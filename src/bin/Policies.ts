@@ -14,6 +14,7 @@ import * as Persistence from "effect/persistence/Persistence"
 import * as RateLimiter from "effect/persistence/RateLimiter"
 import * as Networks from "../internal/Networks.ts"
 import * as PolicyMemory from "../layers/PolicyMemory.ts"
+import type * as SmtpServerConfig from "../layers/SmtpServerConfig.ts"
 import * as SettingsReader from "../internal/SettingsReader.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
 import { accessList } from "../plugins/accessList.ts"
@@ -161,7 +162,7 @@ const policy = (plugin: (app: App) => App) => plugin
 const limit = (text: Option.Option<string>): Limit | undefined => Option.getOrUndefined(Option.flatMap(text, limitOf))
 
 /** The policies the settings switch on, in the order they run in their phases. */
-const policies = (settings: Settings): ReadonlyArray<(app: App) => App> => [
+const policies = (settings: Settings, server: SmtpServerConfig.Settings): ReadonlyArray<(app: App) => App> => [
   ...(settings.allowNetworks.length > 0 || settings.denyNetworks.length > 0
     ? [policy(accessList({ allow: settings.allowNetworks, deny: settings.denyNetworks }))]
     : []),
@@ -182,14 +183,15 @@ const policies = (settings: Settings): ReadonlyArray<(app: App) => App> => [
     senderMessages: limit(settings.rateSenderMessages),
     userMessages: limit(settings.rateUserMessages),
     userRecipients: limit(settings.rateUserRecipients),
-    onStoreFailure: settings.policyStoreFailure
+    onStoreFailure: settings.policyStoreFailure,
+    proxies: server.xclientPeers
   }))
 ]
 
 /** The receiving app: the policies the settings switch on, the `Received:` field, then the store. */
-export const app = (settings: Settings, hostname: string): App => {
+export const app = (settings: Settings, server: SmtpServerConfig.Settings): App => {
   const start: App = SmtpApp.empty
-  return policies(settings).reduce((app, plugin) => plugin(app), start).pipe(receivedHeader({ hostname }), deliver)
+  return policies(settings, server).reduce((app, plugin) => plugin(app), start).pipe(receivedHeader({ hostname: server.hostname }), deliver)
 }
 
 /** Whether the settings name users who may log in. */

@@ -2,7 +2,8 @@
  * Access lists by network: `app.pipe(accessList({ deny: ["203.0.113.0/24"], allow: ["203.0.113.7"] }))`.
  *
  * At connect, the client's address (the proxied client's, after a trusted
- * XCLIENT) is looked up in both lists, CIDR ranges or single addresses, IPv4
+ * XCLIENT, which runs the connect phase again; the proxy's own connection is
+ * judged first, so an allow list must hold the proxy) is looked up in both lists, CIDR ranges or single addresses, IPv4
  * and IPv6. The most specific entry that holds it decides, as a route table
  * does: an allowed host inside a denied range is allowed. A client no entry
  * holds is accepted when `allow` is empty, and refused when it is not (an

@@ -11,7 +11,9 @@
  * burst never passes `limit`, and the rate over time is at most `limit` per
  * `window`. The limits:
  * - `connections`, per client network (its /24, or /64 for IPv6), at
- *   connect: `421 4.7.0 Too many connections from your network, try again in N seconds`;
+ *   connect: `421 4.7.0 Too many connections from your network, try again in N seconds`
+ *   (behind a trusted proxy, list it in `proxies`: the client its XCLIENT
+ *   names is counted, in reply to XCLIENT);
  * - `senderMessages`, per sender address, at MAIL (the null sender is not
  *   counted): `451 4.7.1 Too many messages from this sender, …`;
  * - `userMessages`, per logged-in user, at MAIL: `451 4.7.1 Too many messages from this user, …`;
@@ -45,6 +47,11 @@ export interface Options {
   readonly senderMessages?: Limit | undefined
   readonly userMessages?: Limit | undefined
   readonly userRecipients?: Limit | undefined
+  /**
+   * Trusted proxies (the `xclientPeers` setting's addresses): their connections are not counted, the clients
+   * their XCLIENT names are.
+   */
+  readonly proxies?: ReadonlyArray<string>
   /** The prefix of the limiter's keys, so that servers sharing a store may keep their counts apart: `effect-smtp`. */
   readonly prefix?: string
   readonly onStoreFailure?: PolicyStore.OnStoreFailure
@@ -69,10 +76,14 @@ export const rateLimits = (options: Options) => {
       (error): error is RateLimiter.RateLimiterError => error._tag === "RateLimiterError"
     )
 
+  const proxies = Networks.parse(options.proxies ?? [])
+
   const limitConnections = (limit: Limit) =>
     SmtpApp.onConnect((next) =>
       Effect.gen(function*() {
-        const { remoteAddress } = yield* SmtpSession.current
+        const { remoteAddress, xClient } = yield* SmtpSession.current
+        // A proxy's own connection is not the client's: its XCLIENT runs the connect phase again, for the client.
+        if (xClient.size === 0 && Networks.includes(proxies, remoteAddress)) return yield* next
         yield* consume(limit, `connections:${Networks.clientNetwork(remoteAddress)}`, Reject.connectionRateExceeded, Reject.policyUnavailableAtConnect)
         return yield* next
       })

@@ -148,10 +148,16 @@ describe("Users and authUsers", () => {
 
   // Fails: scrypt throws at once on parameters it refuses, and `derive` (src/services/Users.ts) only maps the errors
   // scrypt hands its callback, so the throw is a defect; isHash takes any digits, so the stores load such a hash.
-  it.effect("a hash with scrypt parameters node refuses (N not a power of two, memory past maxmem) matches nothing, and no store loads it", () =>
+  it.effect("a hash with scrypt parameters node refuses, or a short salt or key (cut off), matches nothing, and no store loads it", () =>
     Effect.gen(function*() {
       const zeros = (bytes: number) => Buffer.alloc(bytes).toString("base64")
-      const refused = ["N=1000$r=8$p=1", "N=1048576$r=8$p=1"].map((parameters) => `$scrypt$${parameters}$${zeros(16)}$${zeros(32)}`)
+      const refused = [
+        ...["N=1000$r=8$p=1", "N=1048576$r=8$p=1"].map((parameters) => `$scrypt$${parameters}$${zeros(16)}$${zeros(32)}`),
+        // Cut off: an empty or short key would match every password, or too many.
+        `$scrypt$N=16384$r=8$p=1$${zeros(16)}$A`,
+        `$scrypt$N=16384$r=8$p=1$${zeros(16)}$${zeros(3)}`,
+        `$scrypt$N=16384$r=8$p=1$${zeros(4)}$${zeros(32)}`
+      ]
       for (const hash of refused) {
         expect(isHash(hash), hash).toBe(false)
         expect(yield* verifyPassword(hash, Redacted.make("x")), hash).toBe(false)

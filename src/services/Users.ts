@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto"
 import { readFile, stat } from "node:fs/promises"
 
@@ -40,6 +41,8 @@ export class Users extends Context.Service<Users, {
       Users,
       Effect.gen(function*() {
         let current = yield* readUsersFile(path)
+        // One read at a time: a slow read of an older file must not replace a newer one read meanwhile.
+        const reading = yield* Semaphore.make(1)
         const reloaded = Effect.gen(function*() {
           const version = yield* fileVersion(path)
           if (version === current.version) return current.users
@@ -53,7 +56,7 @@ export class Users extends Context.Service<Users, {
               Effect.annotateLogs({ path, error: error.message }),
               Effect.as(current.users)
             ))
-        )
+        ).pipe(Semaphore.withPermit(reading))
         return Users.of({ verify: (username, password) => Effect.flatMap(reloaded, (users) => users.verify(username, password)) })
       })
     )
@@ -61,6 +64,8 @@ export class Users extends Context.Service<Users, {
 
 const PARAMETERS = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
 const KEY_LENGTH = 32
+/** The shortest salt and key a hash may have. */
+const MIN_BYTES = 16
 // No comma in it: SMTP_AUTH_USERS is a comma-separated list.
 const HASH = /^\$scrypt\$N=(\d+)\$r=(\d+)\$p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/
 
@@ -91,7 +96,9 @@ export const hashPassword = (password: Redacted.Redacted<string>): Effect.Effect
 /** Whether `text` is a hash `verifyPassword` reads, with parameters scrypt can use. */
 export const isHash = (text: string): boolean => {
   const match = HASH.exec(text)
-  return match !== null && usable(Number(match[1]), Number(match[2]), Number(match[3]))
+  // A short key (a hash cut off) would match too many passwords: an empty one, all of them.
+  return match !== null && usable(Number(match[1]), Number(match[2]), Number(match[3])) &&
+    Buffer.from(match[4] ?? "", "base64").length >= MIN_BYTES && Buffer.from(match[5] ?? "", "base64").length >= MIN_BYTES
 }
 
 /** Whether `password` matches `hash`, compared in constant time; a malformed hash matches nothing. */

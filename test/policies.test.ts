@@ -24,6 +24,8 @@ import {
   type GreylistingOptions,
   hashPassword,
   rateLimits,
+  RcptTo,
+  Reject,
   type RateLimitsOptions,
   SmtpApp,
   SmtpMetrics,
@@ -33,7 +35,7 @@ import {
   verifyPassword
 } from "../src/index.ts"
 import { isHash } from "../src/services/Users.ts"
-import { type Reply, SmtpTest } from "../src/testing/index.ts"
+import { type Reply, SmtpTest, type SmtpTestClient } from "../src/testing/index.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Helpers
@@ -314,6 +316,13 @@ const settings = { hostname: "mx.test", allowInsecureAuth: true } as const
 const rateLimitServer = (options: RateLimitsOptions, limiter: Layer.Layer<RateLimiter.RateLimiter> = memoryLimiter) =>
   SmtpTest.layer(rateLimited(options), settings).pipe(Layer.provide(limiter))
 
+/** MAIL FROM `sender`, then RCPT TO one recipient: the RCPT reply, as a line. */
+const firstRecipient = (client: SmtpTestClient, sender: string) =>
+  Effect.gen(function*() {
+    expect(line(yield* client.mailFrom(sender))).toBe(ACCEPTED_MAIL)
+    return line(yield* client.rcptTo("rcpt@example.net"))
+  })
+
 /** The greeting a client at `remoteAddress` gets, as a line; the connection is closed again. */
 const greeting = (remoteAddress: string) =>
   Effect.scoped(Effect.map(SmtpTest.connect({ remoteAddress }), (client) => line(client.greeting)))
@@ -374,46 +383,70 @@ describe("rateLimits", () => {
       expect(yield* proxied("198.51.100.3")).toBe("421 4.7.0 Too many connections from your network, try again in 60 seconds")
     }).pipe(Effect.provide(memoryLimiter)))
 
-  it.effect("senderMessages: counted per sender address at MAIL, whatever its case and client, never the null sender; 451 4.7.1 until the window passes", () =>
+  it.effect("senderMessages: counted per sender address at its message's first accepted RCPT, whatever its case and client, never the null sender; 451 4.7.1 until the window passes", () =>
     Effect.gen(function*() {
       const tooMany = (seconds: number) => `451 4.7.1 Too many messages from this sender, try again in ${seconds} seconds`
       const client = yield* session()
+      expect(yield* firstRecipient(client, "alice@example.com")).toBe(ACCEPTED_RCPT)
+      yield* client.rset
+      // A MAIL without a recipient is no message.
       expect(line(yield* client.mailFrom("alice@example.com"))).toBe(ACCEPTED_MAIL)
       yield* client.rset
-      expect(line(yield* client.mailFrom("ALICE@Example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(client, "ALICE@Example.com")).toBe(ACCEPTED_RCPT)
+      // Its message's second recipient is not another message.
+      expect(line(yield* client.rcptTo("second@example.net"))).toBe(ACCEPTED_RCPT)
       yield* client.rset
-      expect(line(yield* client.mailFrom("alice@example.com"))).toBe(tooMany(3600))
-      expect(line(yield* client.mailFrom("bob@example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(client, "alice@example.com")).toBe(tooMany(3600))
+      yield* client.rset
+      expect(yield* firstRecipient(client, "bob@example.com")).toBe(ACCEPTED_RCPT)
       for (let i = 0; i < 4; i++) {
         yield* client.rset
-        expect(line(yield* client.mailFrom(""))).toBe(ACCEPTED_MAIL)
+        expect(yield* firstRecipient(client, "")).toBe(ACCEPTED_RCPT)
       }
       yield* client.quit
       yield* TestClock.adjust("30 minutes")
       const elsewhere = yield* session({ remoteAddress: "203.0.113.9", user: "carol" })
-      expect(line(yield* elsewhere.mailFrom("alice@example.com"))).toBe(tooMany(1800))
+      expect(yield* firstRecipient(elsewhere, "alice@example.com")).toBe(tooMany(1800))
       yield* elsewhere.quit
       yield* TestClock.adjust("30 minutes")
       const later = yield* session()
-      expect(line(yield* later.mailFrom("alice@example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(later, "alice@example.com")).toBe(ACCEPTED_RCPT)
     }).pipe(Effect.provide(rateLimitServer({ senderMessages: { limit: 2, window: "1 hour" } }))))
 
-  it.effect("userMessages: counted per logged-in user at MAIL, whatever the sender; sessions without a login are not counted", () =>
+  it.effect("messages are counted once the rest of the app accepts the recipient: a refused one costs nothing", () =>
     Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(
+        rateLimits({ senderMessages: { limit: 1, window: "1 hour" } }),
+        SmtpApp.onRcptTo((next) => Effect.flatMap(RcptTo, ({ address }) => address.startsWith("nobody@") ? Reject.permanent(550, "5.1.1", "No such user") : next))
+      )
+      const server = yield* SmtpTest.make(app, settings)
+      const client = yield* server.connect()
+      yield* client.ehlo("client.test")
+      yield* client.mailFrom("alice@example.com")
+      expect(line(yield* client.rcptTo("nobody@example.com"))).toBe("550 5.1.1 No such user")
+      expect(line(yield* client.rcptTo("nobody@example.org"))).toBe("550 5.1.1 No such user")
+      expect(line(yield* client.rcptTo("bob@example.com"))).toBe(ACCEPTED_RCPT)
+      yield* client.rset
+      expect(yield* firstRecipient(client, "alice@example.com")).toBe("451 4.7.1 Too many messages from this sender, try again in 3600 seconds")
+    }).pipe(Effect.provide(memoryLimiter)))
+
+  it.effect("userMessages: counted per logged-in user, whatever the sender; sessions without a login are not counted", () =>
+    Effect.gen(function*() {
+      const tooMany = "451 4.7.1 Too many messages from this user, try again in 600 seconds"
       const carol = yield* session({ user: "carol" })
-      expect(line(yield* carol.mailFrom("a@example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(carol, "a@example.com")).toBe(ACCEPTED_RCPT)
       yield* carol.rset
-      expect(line(yield* carol.mailFrom("b@example.com"))).toBe("451 4.7.1 Too many messages from this user, try again in 600 seconds")
+      expect(yield* firstRecipient(carol, "b@example.com")).toBe(tooMany)
       const dave = yield* session({ remoteAddress: "192.0.2.1", user: "dave" })
-      expect(line(yield* dave.mailFrom("b@example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(dave, "b@example.com")).toBe(ACCEPTED_RCPT)
       const anonymous = yield* session()
       for (let i = 0; i < 3; i++) {
-        expect(line(yield* anonymous.mailFrom("b@example.com"))).toBe(ACCEPTED_MAIL)
+        expect(yield* firstRecipient(anonymous, "b@example.com")).toBe(ACCEPTED_RCPT)
         yield* anonymous.rset
       }
       // carol again, on another connection: the count is the user's.
       const again = yield* session({ remoteAddress: "203.0.113.9", user: "carol" })
-      expect(line(yield* again.mailFrom("c@example.com"))).toBe("451 4.7.1 Too many messages from this user, try again in 600 seconds")
+      expect(yield* firstRecipient(again, "c@example.com")).toBe(tooMany)
     }).pipe(Effect.provide(rateLimitServer({ userMessages: { limit: 1, window: "10 minutes" } }))))
 
   it.effect("userRecipients: counted per logged-in user at each RCPT, across messages; 451 4.7.1 until the window passes", () =>
@@ -464,7 +497,7 @@ describe("rateLimits", () => {
     )
   })
 
-  it.effect("a store that fails, onStoreFailure closed: 421 4.3.0 at connect, 451 4.3.0 at MAIL and at RCPT, each counted", () => {
+  it.effect("a store that fails, onStoreFailure closed: 421 4.3.0 at connect, 451 4.3.0 at RCPT, each counted", () => {
     const logs = captureLogs()
     const limit = { limit: 10, window: "1 minute" } as const
     const server = (options: RateLimitsOptions) => SmtpTest.make(rateLimited({ ...options, onStoreFailure: "closed" }), settings).pipe(Effect.provide(failingLimiter))
@@ -474,16 +507,17 @@ describe("rateLimits", () => {
 
       const senders = yield* (yield* server({ senderMessages: limit })).connect()
       yield* senders.ehlo("client.test")
-      expect(line(yield* senders.mailFrom("alice@example.com"))).toBe(POLICY_UNAVAILABLE)
+      expect(yield* firstRecipient(senders, "alice@example.com")).toBe(POLICY_UNAVAILABLE)
+      yield* senders.rset
       // The null sender is not looked up.
-      expect(line(yield* senders.mailFrom(""))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(senders, "")).toBe(ACCEPTED_RCPT)
 
       const users = yield* (yield* server({ userMessages: limit })).connect()
       yield* users.ehlo("client.test")
-      expect(line(yield* users.mailFrom("alice@example.com"))).toBe(ACCEPTED_MAIL)
+      expect(yield* firstRecipient(users, "alice@example.com")).toBe(ACCEPTED_RCPT)
       yield* users.rset
       yield* users.auth({ method: "PLAIN", username: "carol", password: "x" })
-      expect(line(yield* users.mailFrom("alice@example.com"))).toBe(POLICY_UNAVAILABLE)
+      expect(yield* firstRecipient(users, "alice@example.com")).toBe(POLICY_UNAVAILABLE)
 
       const recipients = yield* (yield* server({ userRecipients: limit })).connect()
       yield* recipients.ehlo("client.test")
@@ -499,22 +533,24 @@ describe("rateLimits", () => {
     }).pipe(Effect.provide(Layer.mergeAll(logs.layer, freshMetrics())))
   })
 
-  it.effect("a store that does not answer within storeTimeout has failed: open lets MAIL through at the timeout, closed refuses it", () => {
+  it.effect("a store that does not answer within storeTimeout has failed: open lets RCPT through at the timeout, closed refuses it", () => {
     const logs = captureLogs()
     const server = (options: RateLimitsOptions) => SmtpTest.make(rateLimited(options), settings).pipe(Effect.provide(silentLimiter))
     return Effect.gen(function*() {
       const open = yield* (yield* server({ senderMessages: { limit: 10, window: "1 minute" }, storeTimeout: "500 millis" })).connect()
       yield* open.ehlo("client.test")
-      const letThrough = yield* Effect.forkChild(open.mailFrom("alice@example.com"))
+      yield* open.mailFrom("alice@example.com")
+      const letThrough = yield* Effect.forkChild(open.rcptTo("bob@example.com"))
       yield* TestClock.adjust("499 millis")
       expect(letThrough.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("1 millis")
-      expect(line(yield* Fiber.join(letThrough))).toBe(ACCEPTED_MAIL)
+      expect(line(yield* Fiber.join(letThrough))).toBe(ACCEPTED_RCPT)
 
       // The default timeout: 2 seconds.
       const closed = yield* (yield* server({ senderMessages: { limit: 10, window: "1 minute" }, onStoreFailure: "closed" })).connect()
       yield* closed.ehlo("client.test")
-      const refused = yield* Effect.forkChild(closed.mailFrom("alice@example.com"))
+      yield* closed.mailFrom("alice@example.com")
+      const refused = yield* Effect.forkChild(closed.rcptTo("bob@example.com"))
       yield* TestClock.adjust("1999 millis")
       expect(refused.pollUnsafe()).toBeUndefined()
       yield* TestClock.adjust("1 millis")

@@ -14,10 +14,15 @@
  *   connect: `421 4.7.0 Too many connections from your network, try again in N seconds`
  *   (behind a trusted proxy, list it in `proxies`: the client its XCLIENT
  *   names is counted, in reply to XCLIENT);
- * - `senderMessages`, per sender address, at MAIL (the null sender is not
- *   counted): `451 4.7.1 Too many messages from this sender, …`;
- * - `userMessages`, per logged-in user, at MAIL: `451 4.7.1 Too many messages from this user, …`;
- * - `userRecipients`, per logged-in user, at each RCPT: `451 4.7.1 Too many recipients from this user, …`.
+ * - `senderMessages`, per sender address (the null sender is not counted):
+ *   `451 4.7.1 Too many messages from this sender, …`;
+ * - `userMessages`, per logged-in user: `451 4.7.1 Too many messages from this user, …`;
+ * - `userRecipients`, per logged-in user: `451 4.7.1 Too many recipients from this user, …`.
+ *
+ * Messages and recipients are counted at RCPT, once the rest of the app has
+ * accepted the recipient (a refused or greylisted recipient, or a MAIL
+ * without one, costs nothing): a message at its first recipient, and each
+ * recipient. Past a limit, that RCPT gets the reply.
  *
  * A store that fails or does not answer within `storeTimeout` (2 seconds)
  * lets the command through with a warning (`onStoreFailure: "open"`, the
@@ -33,8 +38,8 @@ import * as Networks from "../internal/Networks.ts"
 import * as PolicyStore from "../internal/PolicyStore.ts"
 import * as Reject from "../phases/Reject.ts"
 import * as SmtpApp from "../phases/SmtpApp.ts"
-import { MailFrom } from "../services/PhaseInput.ts"
 import { SmtpSession } from "../services/SmtpSession.ts"
+import { SmtpTransaction } from "../services/SmtpTransaction.ts"
 
 /** A burst of at most `limit`, and `limit` per `window` over time. */
 export interface Limit {
@@ -89,37 +94,34 @@ export const rateLimits = (options: Options) => {
       })
     )
 
-  const limitMessages = (senderLimit: Limit | undefined, userLimit: Limit | undefined) =>
-    SmtpApp.onMailFrom((next) =>
-      Effect.gen(function*() {
-        const { address } = yield* MailFrom
-        if (senderLimit !== undefined && address !== "") {
-          yield* consume(senderLimit, `sender:${address.toLowerCase()}`, (seconds) => Reject.messageRateExceeded("messages from this sender", seconds), Reject.policyUnavailable)
-        }
-        const { username } = yield* SmtpSession.current
-        if (userLimit !== undefined && Option.isSome(username)) {
-          yield* consume(userLimit, `user-messages:${username.value}`, (seconds) => Reject.messageRateExceeded("messages from this user", seconds), Reject.policyUnavailable)
-        }
-        return yield* next
-      })
-    )
-
-  const limitRecipients = (limit: Limit) =>
+  // Counted once the rest of the chain has accepted the recipient: a refused or greylisted one costs nothing.
+  const limitTransactions = (senderLimit: Limit | undefined, userLimit: Limit | undefined, recipientLimit: Limit | undefined) =>
     SmtpApp.onRcptTo((next) =>
       Effect.gen(function*() {
+        const accepted = yield* next
         const { username } = yield* SmtpSession.current
-        if (Option.isSome(username)) {
-          yield* consume(limit, `user-recipients:${username.value}`, (seconds) => Reject.messageRateExceeded("recipients from this user", seconds), Reject.policyUnavailable)
+        const { mailFrom, rcptTo } = yield* SmtpTransaction.current
+        // The first recipient accepted: the transaction will carry a message.
+        if (rcptTo.length === 0) {
+          const sender = Option.match(mailFrom, { onNone: () => "", onSome: (from) => from.address })
+          if (senderLimit !== undefined && sender !== "") {
+            yield* consume(senderLimit, `sender:${sender.toLowerCase()}`, (seconds) => Reject.messageRateExceeded("messages from this sender", seconds), Reject.policyUnavailable)
+          }
+          if (userLimit !== undefined && Option.isSome(username)) {
+            yield* consume(userLimit, `user-messages:${username.value}`, (seconds) => Reject.messageRateExceeded("messages from this user", seconds), Reject.policyUnavailable)
+          }
         }
-        return yield* next
+        if (recipientLimit !== undefined && Option.isSome(username)) {
+          yield* consume(recipientLimit, `user-recipients:${username.value}`, (seconds) => Reject.messageRateExceeded("recipients from this user", seconds), Reject.policyUnavailable)
+        }
+        return accepted
       })
     )
 
   return <Cs, Ts, R, U extends SmtpApp.UserKey>(app: SmtpApp.SmtpApp<Cs, Ts, R, U>) => {
     const withConnections = options.connections === undefined ? app : app.pipe(limitConnections(options.connections))
-    const withMessages = options.senderMessages === undefined && options.userMessages === undefined
+    return options.senderMessages === undefined && options.userMessages === undefined && options.userRecipients === undefined
       ? withConnections
-      : withConnections.pipe(limitMessages(options.senderMessages, options.userMessages))
-    return options.userRecipients === undefined ? withMessages : withMessages.pipe(limitRecipients(options.userRecipients))
+      : withConnections.pipe(limitTransactions(options.senderMessages, options.userMessages, options.userRecipients))
   }
 }

@@ -158,6 +158,25 @@ describe("accessList", () => {
       })
     }))
 
+  it.effect("reads IPv4-mapped entries in any spelling (hex, the whole ::ffff:0:0/96) as the IPv4 networks they map", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(accessList({ deny: ["::ffff:c000:207", "0:0:0:0:0:ffff:c633:6400/120"] }))
+      expect(yield* greetings(app, ["192.0.2.7", "::ffff:192.0.2.7", "198.51.100.9", "192.0.2.8"])).toEqual({
+        "192.0.2.7": accessDenied,
+        "::ffff:192.0.2.7": accessDenied,
+        "198.51.100.9": accessDenied,
+        "192.0.2.8": welcome
+      })
+      const everyIpv4 = SmtpApp.empty.pipe(accessList({ deny: ["::ffff:0:0/96"] }))
+      expect(yield* greetings(everyIpv4, ["203.0.113.1", "2001:db8::1"])).toEqual({ "203.0.113.1": accessDenied, "2001:db8::1": welcome })
+    }))
+
+  it.effect("matches a link-local client by its address, whatever its zone (fe80::1%eth0)", () =>
+    Effect.gen(function*() {
+      const app = SmtpApp.empty.pipe(accessList({ deny: ["fe80::/10"] }))
+      expect(yield* greetings(app, ["fe80::1%eth0", "fe80::2"])).toEqual({ "fe80::1%eth0": accessDenied, "fe80::2": accessDenied })
+    }))
+
   it.effect("with an allow list, refuses every client no entry holds", () =>
     Effect.gen(function*() {
       const app = SmtpApp.empty.pipe(accessList({ allow: ["198.51.100.0/24", "2001:db8::1"] }))

@@ -11,18 +11,16 @@ import * as Result from "effect/Result"
 import * as IpNetwork from "effect/net/IpNetwork"
 import * as NetAddress from "effect/net/NetAddress"
 
-const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,3}))?$/i
-
 /**
- * One address is the network of just that address. An IPv4-mapped entry (`::ffff:192.0.2.0/120`) is the IPv4
- * network it maps, as clients' mapped addresses are matched as IPv4 (`address`).
+ * One address is the network of just that address. An IPv4-mapped entry (`::ffff:192.0.2.0/120`, in any
+ * spelling) is the IPv4 network it maps, as clients' mapped addresses are matched as IPv4 (`address`).
  */
-const fromEntry = (entry: string) => {
-  const mapped = IPV4_MAPPED.exec(entry)
-  const prefix = mapped?.[2] === undefined ? 128 : Number(mapped[2])
-  if (mapped !== null && prefix >= 96) return IpNetwork.fromString(`${mapped[1]}/${prefix - 96}`)
-  return IpNetwork.fromString(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`)
-}
+const fromEntry = (entry: string) =>
+  Result.map(IpNetwork.fromString(entry.includes("/") ? entry : `${entry}/${entry.includes(":") ? 128 : 32}`), (network) =>
+    NetAddress.isIpv4Address(network.address) || network.prefixLength < 96 ? network : Option.match(NetAddress.fromIpv4Mapped(network.address), {
+      onNone: () => network,
+      onSome: (ipv4) => IpNetwork.fromAddressUnsafe(ipv4, network.prefixLength - 96)
+    }))
 
 /** Why a list entry is not a network or an address, if it is not. */
 export const parseError = (entry: string): Option.Option<string> => {
@@ -40,7 +38,8 @@ export const parse = (entries: ReadonlyArray<string>): ReadonlyArray<IpNetwork.I
 
 /** The client's address as a network address, IPv4-mapped IPv6 unwrapped; `None` for what is not an IP address. */
 export const address = (remoteAddress: string): Option.Option<NetAddress.IpAddress> => {
-  const parsed = NetAddress.ipFromString(remoteAddress)
+  // A link-local address's zone (`fe80::1%eth0`) says which interface, not which host.
+  const parsed = NetAddress.ipFromString(remoteAddress.replace(/%.*$/, ""))
   if (Result.isFailure(parsed)) return Option.none()
   const ip = parsed.success
   return NetAddress.isIpv4Address(ip) ? Option.some(ip) : Option.some(Option.getOrElse(NetAddress.fromIpv4Mapped(ip), () => ip))

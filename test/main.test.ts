@@ -351,6 +351,7 @@ describe("main program", () => {
         [{ SMTP_SENDER_DENY: "a b" }, "SMTP_SENDER_DENY: Expected comma-separated addresses, domains"],
         [{ SMTP_MAILBOXES: "postmaster" }, "SMTP_MAILBOXES: Expected comma-separated addresses (user@domain)"],
         [{ SMTP_GREYLIST_DELAY: "soon" }, `SMTP_GREYLIST_DELAY: Expected a valid Duration string, got "soon"`],
+        [{ SMTP_GREYLIST_DELAY: "2 days" }, `SMTP_GREYLIST_DELAY: Expected a duration shorter than 24 hours, got "2 days"`],
         [{ SMTP_REDIS_URL: "127.0.0.1:6379" }, "SMTP_REDIS_URL: Expected a redis:// or rediss:// URL"],
         [{ SMTP_REDIS_URL: "redis://127.0.0.1:1", SMTP_GREYLISTING: "true" }, "SMTP_REDIS_URL: cannot connect"],
         [{ SMTP_DOMAINS: "exa mple.com,," }, "SMTP_DOMAINS: Expected comma-separated domain names"],

@@ -632,6 +632,11 @@ describe("greylisting", () => {
       expect(yield* tryRecipient(triplet)).toBe(ACCEPTED_RCPT)
     }).pipe(Effect.provide(greylistServer())))
 
+  it("a delay not shorter than the retry window throws when the plugin is made: nothing could ever pass", () => {
+    expect(() => greylisting({ delay: "2 hours", retryWindow: "1 hour" })).toThrow("greylisting: delay (2h) must be shorter than retryWindow (1h)")
+    expect(() => greylisting({ delay: "1 hour", retryWindow: "1 hour" })).toThrow("must be shorter than retryWindow")
+  })
+
   it.effect("delay and retryWindow are settings", () =>
     Effect.gen(function*() {
       expect(yield* tryRecipient(triplet)).toBe(greylisted(60))

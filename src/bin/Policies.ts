@@ -76,7 +76,9 @@ const Rate = Schema.String.check(
 const rate = (description: string) => Schema.OptionFromOptionalKey(Rate).annotate({ description })
 
 const Delay = Schema.DurationFromString.check(
-  Schema.makeFilter((duration: Duration.Duration) => Duration.isGreaterThan(duration, Duration.zero) || "Expected a duration longer than zero")
+  Schema.makeFilter((duration: Duration.Duration) => Duration.isGreaterThan(duration, Duration.zero) || "Expected a duration longer than zero"),
+  // greylisting's retry window.
+  Schema.makeFilter((duration: Duration.Duration) => Duration.isLessThan(duration, Duration.hours(24)) || "Expected a duration shorter than 24 hours")
 )
 
 const RedisUrl = Schema.String.check(Schema.isPattern(/^rediss?:\/\/\S+$/, { message: "Expected a redis:// or rediss:// URL" }))

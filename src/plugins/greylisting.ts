@@ -8,7 +8,8 @@
  * real mail servers retry, most spam software does not. A retry after
  * `delay` (5 minutes) and within `retryWindow` (24 hours) of the first try is
  * accepted, and the triplet passes from then on for `passFor` (36 days,
- * renewed by each message). Sessions that have logged in, and clients in
+ * renewed by each message); a `delay` not shorter than `retryWindow` throws
+ * when the plugin is made. Sessions that have logged in, and clients in
  * `passNetworks`, are never greylisted. Store failures are handled as in
  * `rateLimits` (`onStoreFailure`, `open` by default).
  */
@@ -48,6 +49,10 @@ export const greylisting = (options: Options = {}) => {
   const delay = Duration.toMillis(Duration.fromInputUnsafe(options.delay ?? "5 minutes"))
   const retryWindow = Duration.fromInputUnsafe(options.retryWindow ?? "24 hours")
   const passFor = Duration.fromInputUnsafe(options.passFor ?? "36 days")
+  // The first try's entry lasts retryWindow: with a longer delay nothing would ever pass.
+  if (delay >= Duration.toMillis(retryWindow)) {
+    throw new Error(`greylisting: delay (${Duration.format(Duration.millis(delay))}) must be shorter than retryWindow (${Duration.format(retryWindow)})`)
+  }
   const passNetworks = Networks.parse(options.passNetworks ?? [])
   const storeId = options.storeId ?? "effect-smtp-greylist"
   const guard = { onStoreFailure: options.onStoreFailure ?? "open", timeout: options.storeTimeout ?? PolicyStore.DEFAULT_TIMEOUT, closed: Reject.policyUnavailable } as const

@@ -573,6 +573,23 @@ describe("receivedHeader", () => {
       ])
     }).pipe(Effect.provide(Layer.fresh(MessageStore.layerMemory))))
 
+  it.effect("a HELO name that is neither a domain nor an address literal goes in the comment, escaped; from is the client's address", () =>
+    Effect.gen(function*() {
+      const server = yield* SmtpTest.make(app, settings)
+      for (const helo of ["a;b", "x)(by", "[192.0.2.9]", "host.example."]) {
+        const client = yield* server.connect({ remoteAddress: "198.51.100.4" })
+        yield* client.ehlo(helo)
+        expect(yield* client.send({ from: "alice@example.com", to: "bob@example.com", message })).toMatchObject({ code: 250 })
+        yield* client.quit
+      }
+      expect((yield* stored).map((text) => text.split("\r\n")[0])).toEqual([
+        "Received: from [198.51.100.4] ([198.51.100.4] helo=a;b)",
+        "Received: from [198.51.100.4] ([198.51.100.4] helo=x??by)",
+        "Received: from [192.0.2.9] ([198.51.100.4])",
+        "Received: from host.example. ([198.51.100.4])"
+      ])
+    }).pipe(Effect.provide(Layer.fresh(MessageStore.layerMemory))))
+
   it.effect("leaves out for with several recipients, writes an IPv6 literal, and names the protocol (SMTP after HELO)", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.UTC(2027, 0, 2, 3, 4, 5))

@@ -10,7 +10,10 @@
  *             <date>
  *
  * (`for` only when the message has one recipient, so as not to disclose the
- * others.) Any message store gets it, Maildir or the app's own.
+ * others.) A HELO name that is neither a domain nor an address literal is
+ * not trusted with the `from` part: the client's address literal is, and the
+ * name goes in the comment, as `helo=` with unprintable characters and
+ * parentheses replaced by `?`. Any message store gets it, Maildir or the app's own.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -33,14 +36,20 @@ const rfc5322Date = (date: Date): string => date.toUTCString().replace("GMT", "+
 /** The client's address as an RFC 5321 address literal. */
 const addressLiteral = (address: string): string => net.isIPv6(address) ? `[IPv6:${address}]` : `[${address}]`
 
+const DOMAIN = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/
+const ADDRESS_LITERAL = /^\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]$/
+
 /** The field, folded (its lines ended with CRLF). */
 export const field = (session: State, envelope: Envelope, hostname: string, date: Date): string => {
   const literal = addressLiteral(session.remoteAddress)
   const helo = Option.getOrElse(session.heloName, () => literal)
+  // RFC 5321 wants a domain or an address literal after `from`: any other HELO name goes in the comment, escaped.
+  const valid = DOMAIN.test(helo) || ADDRESS_LITERAL.test(helo)
   // The client's name from reverse DNS, where it is known, beside its address: never the address twice.
-  const tcpInfo = session.clientHostname.startsWith("[") ? literal : `${session.clientHostname} ${literal}`
+  const tcpInfo = (session.clientHostname.startsWith("[") ? literal : `${session.clientHostname} ${literal}`) +
+    (valid ? "" : ` helo=${helo.replace(/[^\x21-\x7e]|[()\\]/g, "?")}`)
   const forClause = envelope.rcptTo.length === 1 ? `\r\n\tfor <${envelope.rcptTo[0]?.address}>` : ""
-  return `Received: from ${helo} (${tcpInfo})\r\n` +
+  return `Received: from ${valid ? helo : literal} (${tcpInfo})\r\n` +
     `\tby ${hostname} with ${session.transmissionType} id ${session.id}${forClause};\r\n\t${rfc5322Date(date)}\r\n`
 }
 

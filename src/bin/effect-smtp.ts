@@ -43,6 +43,8 @@ if (args.length === 1 && (args[0] === "--help" || args[0] === "-h")) {
 /** The first line of standard input; from a terminal, read without echo. */
 async function readPassword(): Promise<string> {
   const input = process.stdin
+  // Whole characters, however the bytes of one fall across chunks.
+  input.setEncoding("utf8")
   if (!input.isTTY) {
     let text = ""
     for await (const chunk of input) {
@@ -53,12 +55,12 @@ async function readPassword(): Promise<string> {
   }
   process.stderr.write("Password: ")
   input.setRawMode(true)
-  input.setEncoding("utf8")
   let typed = ""
   try {
     for await (const chunk of input) {
       for (const char of String(chunk)) {
-        if (char === "\r" || char === "\n") return typed
+        // Enter, or Ctrl-D (end of input).
+        if (char === "\r" || char === "\n" || char === "\u0004") return typed
         if (char === "\u0003") throw new Error("interrupted")
         typed = char === "\u007f" || char === "\b" ? typed.slice(0, -1) : typed + char
       }

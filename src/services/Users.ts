@@ -69,8 +69,14 @@ const MIN_BYTES = 16
 // No comma in it: SMTP_AUTH_USERS is a comma-separated list.
 const HASH = /^\$scrypt\$N=(\d+)\$r=(\d+)\$p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/
 
+/**
+ * Two derivations at a time: each takes 16 MiB and one of libuv's four threads, which file writes (the Maildir)
+ * and DNS lookups share, so that a flood of logins waits its turn rather than holds up storage.
+ */
+const deriving = Semaphore.makeUnsafe(2)
+
 const derive = (password: string, salt: Buffer, parameters: typeof PARAMETERS, length: number) =>
-  Effect.callback<Buffer, UsersError>((resume) => {
+  Semaphore.withPermit(deriving)(Effect.callback<Buffer, UsersError>((resume) => {
     const failed = (error: unknown) => Effect.fail(new UsersError({ message: `scrypt: ${error instanceof Error ? error.message : String(error)}` }))
     // Node throws, rather than calls back, for parameters it refuses.
     try {
@@ -78,7 +84,7 @@ const derive = (password: string, salt: Buffer, parameters: typeof PARAMETERS, l
     } catch (error) {
       resume(failed(error))
     }
-  })
+  }))
 
 // Parameters Node's scrypt takes: N a power of two, and the memory it needs (about 128·N·r bytes) within maxmem.
 const usable = (n: number, r: number, p: number) =>

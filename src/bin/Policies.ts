@@ -28,7 +28,7 @@ import { requireTls } from "../plugins/requireTls.ts"
 import { senderRules } from "../plugins/senderRules.ts"
 import { Mailboxes } from "../services/Mailboxes.ts"
 import type { MessageStore } from "../services/MessageStore.ts"
-import { hashPassword, isHash, Users, type UsersError } from "../services/Users.ts"
+import { hashPassword, isHash, userEntry, Users, type UsersError } from "../services/Users.ts"
 
 const setting = SettingsReader.setting
 
@@ -209,9 +209,10 @@ export const users = (settings: Settings): Layer.Layer<Users, UsersError> =>
     onSome: Users.layerFile,
     onNone: () =>
       Layer.unwrap(Effect.gen(function*() {
-        const entries = settings.authUsers.map((pair) => {
-          const at = pair.indexOf(":")
-          return [pair.slice(0, at), pair.slice(at + 1)] as const
+        // The pairs' pattern was checked when the settings were read: each has a user name.
+        const entries = settings.authUsers.flatMap((pair) => {
+          const entry = userEntry(pair)
+          return entry === undefined ? [] : [entry]
         })
         const plain = entries.filter(([, secret]) => !isHash(secret)).map(([username]) => username)
         if (plain.length > 0) {

@@ -6,6 +6,7 @@
  * text. Both are validated when the value is built, so a `550 4.1.1` cannot
  * exist. `closing` builds the `421` reply after which the server hangs up.
  */
+import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 
 const ReplyCode = Schema.Int.check(
@@ -153,15 +154,20 @@ export const accessDenied: SmtpRejection = permanent(554, "5.7.1", "Access denie
 export const tlsRequired: SmtpRejection = permanent(530, "5.7.0", "Must issue a STARTTLS command first")
 /** `550 5.7.1`: a sender the sender rules refuse (the `senderRules` plugin). */
 export const senderDenied: SmtpRejection = permanent(550, "5.7.1", "Sender address rejected: access denied")
+/** A wait in whole seconds, rounded up (and at least one): a client that waits as long is not too early. */
+const seconds = (retryAfter: Duration.Duration): number => Math.max(1, Math.ceil(Duration.toMillis(retryAfter) / 1000))
+
 /** `421 4.7.0`: too many connections from the client's network within the window (the `rateLimits` plugin). */
-export const connectionRateExceeded = (retrySeconds: number): SmtpRejection =>
-  closing("4.7.0", `Too many connections from your network, try again in ${retrySeconds} seconds`)
+export const connectionRateExceeded = (retryAfter: Duration.Duration): SmtpRejection =>
+  closing("4.7.0", `Too many connections from your network, try again in ${seconds(retryAfter)} seconds`)
 /** `451 4.7.1`: too many messages or recipients within the window (the `rateLimits` plugin). */
-export const messageRateExceeded = (what: "messages from this sender" | "messages from this user" | "recipients from this user", retrySeconds: number): SmtpRejection =>
-  temporary(451, "4.7.1", `Too many ${what}, try again in ${retrySeconds} seconds`)
+export const messageRateExceeded = (
+  what: "messages from this sender" | "messages from this user" | "recipients from this user",
+  retryAfter: Duration.Duration
+): SmtpRejection => temporary(451, "4.7.1", `Too many ${what}, try again in ${seconds(retryAfter)} seconds`)
 /** `451 4.7.1`: a sender, recipient and client network not seen before, or retrying too soon (the `greylisting` plugin). */
-export const greylisted = (retrySeconds: number): SmtpRejection =>
-  temporary(451, "4.7.1", `Greylisted, try again in ${retrySeconds} seconds`)
+export const greylisted = (retryAfter: Duration.Duration): SmtpRejection =>
+  temporary(451, "4.7.1", `Greylisted, try again in ${seconds(retryAfter)} seconds`)
 /** `451 4.3.0`: a policy's shared store (Redis) cannot be reached and the policy fails closed. */
 export const policyUnavailable: SmtpRejection = temporary(451, "4.3.0", "Policy service unavailable, try again later")
 /** `421 4.3.0`: as `policyUnavailable`, at connect (where the reply ends the connection). */

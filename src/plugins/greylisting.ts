@@ -65,10 +65,10 @@ export const greylisting = (options: Options = {}) => {
       const entry = decodeEntry(yield* store.get(key))
       if (Option.isNone(entry) || now - entry.value.firstSeen > Duration.toMillis(retryWindow) && !entry.value.passed) {
         yield* store.set(key, { firstSeen: now, passed: false }, retryWindow)
-        return yield* Reject.greylisted(Math.ceil(delay / 1000))
+        return yield* Reject.greylisted(Duration.millis(delay))
       }
       const waited = now - entry.value.firstSeen
-      if (!entry.value.passed && waited < delay) return yield* Reject.greylisted(Math.max(1, Math.ceil((delay - waited) / 1000)))
+      if (!entry.value.passed && waited < delay) return yield* Reject.greylisted(Duration.millis(delay - waited))
       yield* store.set(key, { firstSeen: entry.value.firstSeen, passed: true }, passFor)
     }))
 

@@ -63,20 +63,18 @@ export interface Options {
   readonly storeTimeout?: Duration.Input
 }
 
-const retrySeconds = (retryAfter: Duration.Duration) => Math.max(1, Math.ceil(Duration.toSeconds(retryAfter)))
-
 export const rateLimits = (options: Options) => {
   const prefix = options.prefix ?? "effect-smtp"
   const onStoreFailure = options.onStoreFailure ?? "open"
   const timeout = options.storeTimeout ?? PolicyStore.DEFAULT_TIMEOUT
 
   // Consumes one from `key`'s count under `limit`; past it, fails with `exceeded`'s rejection.
-  const consume = (limit: Limit, key: string, exceeded: (retrySeconds: number) => Reject.SmtpRejection, closed: Reject.SmtpRejection) =>
+  const consume = (limit: Limit, key: string, exceeded: (retryAfter: Duration.Duration) => Reject.SmtpRejection, closed: Reject.SmtpRejection) =>
     PolicyStore.guarded(
       "rate_limits",
       { onStoreFailure, timeout, closed },
       RateLimiter.RateLimiter.use((limiter) => limiter.consume({ key: `${prefix}:${key}`, limit: limit.limit, window: limit.window, onExceeded: "fail" })).pipe(
-        Effect.mapError((error) => error.reason._tag === "RateLimitExceeded" ? exceeded(retrySeconds(error.reason.retryAfter)) : error)
+        Effect.mapError((error) => error.reason._tag === "RateLimitExceeded" ? exceeded(error.reason.retryAfter) : error)
       ),
       (error): error is RateLimiter.RateLimiterError => error._tag === "RateLimiterError"
     )
@@ -105,14 +103,14 @@ export const rateLimits = (options: Options) => {
         if (rcptTo.length === 0) {
           const sender = Option.match(mailFrom, { onNone: () => "", onSome: (from) => from.address })
           if (senderLimit !== undefined && sender !== "") {
-            yield* consume(senderLimit, `sender:${sender.toLowerCase()}`, (seconds) => Reject.messageRateExceeded("messages from this sender", seconds), Reject.policyUnavailable)
+            yield* consume(senderLimit, `sender:${sender.toLowerCase()}`, (retryAfter) => Reject.messageRateExceeded("messages from this sender", retryAfter), Reject.policyUnavailable)
           }
           if (userLimit !== undefined && Option.isSome(username)) {
-            yield* consume(userLimit, `user-messages:${username.value}`, (seconds) => Reject.messageRateExceeded("messages from this user", seconds), Reject.policyUnavailable)
+            yield* consume(userLimit, `user-messages:${username.value}`, (retryAfter) => Reject.messageRateExceeded("messages from this user", retryAfter), Reject.policyUnavailable)
           }
         }
         if (recipientLimit !== undefined && Option.isSome(username)) {
-          yield* consume(recipientLimit, `user-recipients:${username.value}`, (seconds) => Reject.messageRateExceeded("recipients from this user", seconds), Reject.policyUnavailable)
+          yield* consume(recipientLimit, `user-recipients:${username.value}`, (retryAfter) => Reject.messageRateExceeded("recipients from this user", retryAfter), Reject.policyUnavailable)
         }
         return accepted
       })

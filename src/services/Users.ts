@@ -151,6 +151,12 @@ const fileVersion = (path: string) =>
     catch: (error) => new UsersError({ message: `cannot read ${path}: ${String(error)}` })
   }).pipe(Effect.map((info) => `${info.size}:${info.mtimeMs}:${info.ctimeMs}`))
 
+/** `user:secret` as a user name and what follows its first colon; `undefined` without a user name. */
+export const userEntry = (text: string): readonly [username: string, secret: string] | undefined => {
+  const colon = text.indexOf(":")
+  return colon <= 0 ? undefined : [text.slice(0, colon), text.slice(colon + 1)]
+}
+
 /** Parses `user:hash` lines; blank lines and `#` comments are skipped. */
 export const parseUsersFile = (text: string, path: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, UsersError> => {
   const entries: Array<readonly [string, string]> = []
@@ -158,9 +164,9 @@ export const parseUsersFile = (text: string, path: string): Effect.Effect<Readon
   for (const [index, raw] of lines.entries()) {
     const line = raw.trim()
     if (line === "" || line.startsWith("#")) continue
-    const colon = line.indexOf(":")
-    if (colon <= 0) return Effect.fail(new UsersError({ message: `${path}:${index + 1}: expected user:hash` }))
-    entries.push([line.slice(0, colon), line.slice(colon + 1)])
+    const entry = userEntry(line)
+    if (entry === undefined) return Effect.fail(new UsersError({ message: `${path}:${index + 1}: expected user:hash` }))
+    entries.push(entry)
   }
   return checked(entries, path)
 }
